@@ -1,0 +1,159 @@
+//! `tale serve`: wires every role together in one process and runs until told to stop.
+//!
+//! This is the only place that knows which implementation backs each trait (DESIGN §2).
+
+use crate::datadir::{self, ServerLock};
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tale_core::config::Config;
+use tale_core::service::Services;
+use tale_core::store::Store;
+use tale_http::AppState;
+use tale_store_sqlite::SqliteStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the change feed looks for commits made by other processes (e.g. `tale admin`).
+const FEED_POLL: Duration = Duration::from_millis(500);
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    _lock: ServerLock,
+}
+
+/// Opens the embedded store with a message that says what to do when it fails.
+pub async fn open_store(config: &Config) -> Result<SqliteStore> {
+    SqliteStore::open(&config.database_path()).await.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Builds the services over an opened store (shared with the admin commands).
+pub fn services(config: &Config, store: Arc<dyn Store>) -> Result<Arc<Services>> {
+    let secret = datadir::instance_secret(&config.data_dir, config.secret.as_ref().map(|s| s.expose()))?;
+    Ok(Arc::new(Services::new(store, &secret, Duration::from_secs(config.session_ttl_secs), &config.site_url)))
+}
+
+pub async fn start(config: Config) -> Result<Server> {
+    let started = Instant::now();
+    datadir::prepare(&config.data_dir)?;
+    let lock = ServerLock::acquire(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
+    let services = services(&config, store.clone())?;
+    let config = Arc::new(config);
+    let state = AppState::new(services.clone(), config.clone()).map_err(|e| anyhow::anyhow!("TALE_TRUSTED_PROXIES: {e}"))?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {}: is another program using that port? Choose another with --listen", config.listen)
+    })?;
+    let addr = listener.local_addr()?;
+
+    let (stop, stopped) = watch::channel(false);
+    let mut background = Vec::new();
+    background.push(tokio::spawn(services.feed.clone().run_tailer(store.clone(), FEED_POLL, stopped.clone())));
+    background.push(tokio::spawn(housekeeping(services.clone(), stopped.clone())));
+
+    match services.prepare_setup().await? {
+        Some(token) => {
+            datadir::write_setup_token(&config.data_dir, &token)?;
+            let base = if config.site_url.contains("://0.0.0.0") { format!("http://{addr}") } else { config.site_url.clone() };
+            tracing::info!("no account exists yet: open {base}/setup?token={token} to create the Owner");
+            background.push(tokio::spawn(forget_setup_token(services.clone(), config.data_dir.clone(), stopped.clone())));
+        }
+        None => datadir::remove_setup_token(&config.data_dir),
+    }
+
+    let mut shutdown = stopped.clone();
+    let task = tokio::spawn(tale_http::serve(listener, state.clone(), async move {
+        let _ = shutdown.changed().await;
+    }));
+    tracing::info!(
+        address = %addr,
+        data_dir = %config.data_dir.display(),
+        millis = started.elapsed().as_millis() as u64,
+        "Tale is ready on {}",
+        config.site_url
+    );
+    Ok(Server { addr, state, stop, task, background, _lock: lock })
+}
+
+impl Server {
+    /// Stops accepting, lets in-flight requests finish (up to `grace`), stops background work.
+    pub async fn stop(self, grace: Duration) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.state.start_draining();
+        let result = tokio::time::timeout(grace, self.task).await;
+        for t in self.background {
+            t.abort();
+        }
+        match result {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e).context("server failed"),
+            Ok(Err(e)) => Err(anyhow::anyhow!("server task failed: {e}")),
+            Err(_) => {
+                tracing::warn!("some connections did not finish within {grace:?}; closing them");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn housekeeping(services: Arc<Services>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        match services.purge_expired().await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "removed expired sessions and sign-in records"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Deletes the setup-token file once an Owner exists.
+async fn forget_setup_token(services: Arc<Services>, dir: std::path::PathBuf, mut stopped: watch::Receiver<bool>) {
+    let mut changes = services.feed.subscribe();
+    loop {
+        tokio::select! {
+            change = changes.recv() => {
+                let done = match change {
+                    Ok(c) => c.action == "setup_completed",
+                    Err(_) => services.store.count_users().await.unwrap_or(0) > 0,
+                };
+                if done {
+                    datadir::remove_setup_token(&dir);
+                    return;
+                }
+            }
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
