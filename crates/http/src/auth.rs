@@ -90,8 +90,12 @@ fn request_meta(state: &AppState, parts: &Parts) -> RequestMeta {
 pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, Error> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let value = auth.to_str().map_err(|_| Error::Unauthenticated)?;
-        let key = value.strip_prefix("Bearer ").ok_or(Error::Unauthenticated)?;
-        return state.services.authenticate_api_key(key.trim()).await.map(Some);
+        let key = value.strip_prefix("Bearer ").ok_or(Error::Unauthenticated)?.trim();
+        // Other bearer tokens (e.g. the metrics token) are not ours to judge here.
+        if key.starts_with("tale_") {
+            return state.services.authenticate_api_key(key).await.map(Some);
+        }
+        return Ok(None);
     }
     match read_cookie(headers, cookie_name(state.config.is_https())) {
         Some(token) => match state.services.authenticate_session(token).await {

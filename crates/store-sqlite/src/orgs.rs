@@ -322,7 +322,9 @@ impl OrgStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        append(&mut tx, audit.states(parse_json(before)?, Some(settings.clone()))).await?;
+        // Never-saved settings: the caller's draft carries the effective defaults as the before state.
+        let before = parse_json(before)?.or_else(|| audit.previous_state.clone());
+        append(&mut tx, audit.states(before, Some(settings.clone()))).await?;
         tx.commit().await.map_err(db_err)
     }
 }

@@ -23,8 +23,10 @@ impl Services {
         grant.require(Permission::OrgSettings)?;
         settings.validate()?;
         let value = serde_json::to_value(&settings).map_err(|e| Error::Internal(e.to_string()))?;
+        let defaults = serde_json::to_value(OrgSettings::default()).map_err(|e| Error::Internal(e.to_string()))?;
         let audit = AuditDraft::new(&grant.org_id, &Self::actor(principal, Some(grant)), meta, Category::Admin, "settings_updated", "settings")
-            .resource(&grant.org_id, &grant.org_slug);
+            .resource(&grant.org_id, &grant.org_slug)
+            .states(Some(defaults), None);
         self.store.put_settings(&grant.org_id, &value, audit).await?;
         self.changed();
         Ok(settings)

@@ -52,7 +52,7 @@ pub(crate) async fn signed_in_response(state: &AppState, signed_in: SignedIn) ->
         .map(|(o, _)| format!("/dashboard/{}", o.slug))
         .unwrap_or_else(|| "/account".into());
     let redirect = if signed_in.must_change_password { "/account".to_owned() } else { home };
-    let max_age = (signed_in.expires_at - tale_core::id::now_ms()) / 1000;
+    let max_age = (signed_in.expires_at - tale_core::id::now_ms() + 999) / 1000;
     let cookie = session_cookie(state.config.is_https(), &signed_in.token, max_age);
     let body = json!({
         "user": UserView::from(&signed_in.user),

@@ -1,0 +1,208 @@
+//! The real `tale` binary as operators script it: exact command forms, exit codes, messages,
+//! the single-server lock, bad data dirs, graceful shutdown.
+
+use crate::harness::{test_tmp, PASSWORD};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn tale(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tale")).args(args).env_remove("RUST_LOG").output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn_serve(dir: &Path, port: u16, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(port: u16) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("server on {port} never became ready");
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = tale(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in ["serve", "admin", "doctor"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let admin = text(&tale(&["admin", "--help"]).stdout);
+    for cmd in ["create-user", "set-role", "reset-password", "api-key", "verify-audit"] {
+        assert!(admin.contains(cmd), "{admin}");
+    }
+}
+
+#[test]
+fn admin_commands_in_their_exact_forms() {
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let out = tale(&["admin", "create-user", "--data-dir", d, "--email", "ops@example.com", "--password", PASSWORD, "--role", "admin"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("first account must be the Owner"), "{}", text(&out.stderr));
+
+    let out = tale(&["admin", "create-user", "--data-dir", d, "--email", "boss@example.com", "--password", PASSWORD, "--role", "owner"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tale(&["admin", "create-user", "--data-dir", d, "--email", "ops@example.com", "--password", PASSWORD, "--role", "admin"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tale(&["admin", "create-user", "--data-dir", d, "--email", "ops@example.com", "--password", PASSWORD, "--role", "member"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    let out = tale(&["admin", "create-user", "--data-dir", d, "--email", "weak@example.com", "--password", "weak", "--role", "member"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("error: password needs"), "{}", text(&out.stderr));
+    let out = tale(&["admin", "create-user", "--data-dir", d, "--email", "x@example.com", "--password", PASSWORD, "--role", "king"]);
+    assert!(text(&out.stderr).contains("unknown role 'king'"));
+
+    let out = tale(&["admin", "set-role", "--data-dir", d, "--email", "ops@example.com", "--role", "owner"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let changes = text(&out.stdout);
+    assert!(changes.contains("ops@example.com: admin -> owner") && changes.contains("boss@example.com: owner -> admin"), "{changes}");
+    let out = tale(&["admin", "set-role", "--data-dir", d, "--email", "nobody@example.com", "--role", "member"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("user not found"));
+
+    let out = tale(&["admin", "reset-password", "--data-dir", d, "--email", "boss@example.com"]);
+    assert!(out.status.success());
+    let generated = text(&out.stdout).trim().to_owned();
+    assert!(generated.len() >= 16, "{generated}");
+
+    let out = tale(&["admin", "api-key", "create", "--data-dir", d, "--email", "boss@example.com"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&out.stdout);
+    assert_eq!(key.lines().count(), 1, "only the key on stdout");
+    assert!(key.trim().starts_with("tale_"));
+
+    let out = tale(&["admin", "verify-audit", "--data-dir", d]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("chain intact"));
+}
+
+#[tokio::test]
+async fn serve_logs_json_refuses_a_second_server_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let port = free_port();
+    let mut first = spawn_serve(dir.path(), port, &["--log-format", "json"]);
+    wait_ready(port).await;
+
+    let out = tale(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", free_port())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("already running on data dir") && err.contains(&format!("pid {}", first.id())), "{err}");
+    // The first server is unharmed.
+    assert_eq!(reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap().status(), 200);
+
+    // Admin commands work next to the running server.
+    let d = dir.path().to_str().unwrap();
+    let out = tale(&["admin", "create-user", "--data-dir", d, "--email", "o@example.com", "--password", PASSWORD, "--role", "owner"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&tale(&["admin", "api-key", "create", "--data-dir", d, "--email", "o@example.com"]).stdout).trim().to_owned();
+    let me = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/me")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+
+    sigterm(&first);
+    let status = first.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+    let mut logs = String::new();
+    for line in BufReader::new(first.stderr.take().unwrap()).lines() {
+        logs.push_str(&line.unwrap());
+        logs.push('\n');
+    }
+    let ready = logs.lines().find(|l| l.contains("Tale is ready")).unwrap_or_else(|| panic!("{logs}"));
+    let parsed: serde_json::Value = serde_json::from_str(ready).unwrap();
+    assert_eq!(parsed["level"], "INFO");
+    assert!(logs.contains("shutting down"));
+    assert!(!logs.contains(&key) && !logs.contains(PASSWORD), "secrets never logged");
+
+    // The lock was released: a new server starts on the same data dir with the data intact.
+    let mut again = spawn_serve(dir.path(), port, &[]);
+    wait_ready(port).await;
+    let me = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/me")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    sigterm(&again);
+    assert!(again.wait().unwrap().success());
+}
+
+#[test]
+fn corrupt_database_is_a_clear_error() {
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    std::fs::write(dir.path().join("tale.db"), vec![7u8; 4096]).unwrap();
+    let out = tale(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("is not a Tale database"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("tale.db")).unwrap(), vec![7u8; 4096], "nothing overwritten");
+    let out = tale(&["doctor", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert!(report.contains("FAIL") && report.contains("fix: restore tale.db"), "{report}");
+}
+
+/// A directory nobody (not even root) can write: a read-only tmpfs when we may mount, else 0555.
+fn read_only_dir(path: &Path) -> bool {
+    std::fs::create_dir_all(path).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"]).arg(path).status().is_ok_and(|s| s.success());
+    if !mounted {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    mounted
+}
+
+#[test]
+fn read_only_data_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let ro = dir.path().join("ro");
+    let mounted = read_only_dir(&ro);
+    let out = tale(&["serve", "--data-dir", ro.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    if mounted {
+        let _ = Command::new("umount").arg(&ro).status();
+    }
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("is not writable"), "{err}");
+}
+
+#[test]
+fn doctor_passes_on_a_fresh_setup_and_names_a_busy_port() {
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let d = dir.path().join("data");
+    let out = tale(&["doctor", "--data-dir", d.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("all checks passed"));
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = tale(&["doctor", "--data-dir", d.to_str().unwrap(), "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert!(report.contains(&format!("FAIL   cannot listen on {addr}")) && report.contains("fix: stop the program"), "{report}");
+}
