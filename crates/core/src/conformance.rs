@@ -2,6 +2,7 @@
 //!
 //! A backend runs it with [`crate::conformance_suite!`], giving an async expression that makes a
 //! fresh, empty store; each check becomes its own `#[tokio::test]`.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "a test suite: a failed check is a panic")]
 
 use crate::audit::{self, Actor, AuditDraft, AuditFilter, Category, RequestMeta};
 use crate::id::{new_id, now_ms};

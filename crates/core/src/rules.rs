@@ -63,11 +63,10 @@ pub fn plan(members: &[(String, Role)], request: &RoleRequest) -> Result<Vec<Ass
         }
         RoleRequest::Transfer { actor, target } => {
             let to_role = role_of(target).ok_or(Error::NotFound("member"))?;
-            if let Some(actor) = actor {
-                if owner.as_deref() != Some(actor.as_str()) {
+            if let Some(actor) = actor
+                && owner.as_deref() != Some(actor.as_str()) {
                     return Err(Error::InsufficientRole);
                 }
-            }
             if to_role == Role::Owner {
                 return Ok(Vec::new());
             }

@@ -109,11 +109,10 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response();
-        if let Some(secs) = self.retry_after() {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        if let Some(secs) = self.retry_after()
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
-        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

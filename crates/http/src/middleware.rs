@@ -27,7 +27,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .and_then(|v| v.to_str().ok())
         .filter(|s| valid_request_id(s))
         .map(str::to_owned)
-        .unwrap_or_else(|| tale_core::id::new_id());
+        .unwrap_or_else(tale_core::id::new_id);
     request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().as_str().to_owned();
     let route = request

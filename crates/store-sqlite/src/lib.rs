@@ -105,11 +105,10 @@ fn classify(path: &Path, e: sqlx::Error) -> OpenError {
 
 /// Maps a database error to the domain error. Unique violations become `Conflict`.
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation() {
             return Error::Conflict(format!("already exists ({})", db.message()));
         }
-    }
     Error::Store(e.to_string())
 }
 

@@ -1,4 +1,5 @@
 //! The shared store conformance suite, run against SQLite, plus SQLite-specific open behaviour.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test suite: a failed step is a panic")]
 
 use std::sync::Arc;
 use tale_core::store::Store;

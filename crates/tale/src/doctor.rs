@@ -71,11 +71,10 @@ fn check_data_dir(r: &mut Report, config: &Config) {
         Ok(()) => r.ok(&format!("data dir {} is writable", dir.display())),
         Err(e) => r.fail(&format!("{e:#}"), &format!("run `chown -R $(id -u) {0}` and `chmod u+rwx {0}`, or choose another --data-dir", dir.display())),
     }
-    if let Ok(meta) = std::fs::metadata(dir) {
-        if meta.permissions().mode() & 0o007 != 0 {
+    if let Ok(meta) = std::fs::metadata(dir)
+        && meta.permissions().mode() & 0o007 != 0 {
             r.warn(&format!("data dir {} is readable by every user", dir.display()), &format!("chmod 700 {}", dir.display()));
         }
-    }
 }
 
 async fn check_database(r: &mut Report, config: &Config) {

@@ -210,13 +210,10 @@ impl Services {
                     locked_until: if lock_ms > 0 { now + lock_ms } else { 0 },
                     updated_at: now,
                 };
-                match failure_audit("invalid email or password", Status::Failure) {
-                    Some(audit) => {
-                        let audit = audit.metadata(json!({"failures": failures, "lockedForSecs": lock_ms / 1000}));
-                        self.store.record_login_failure(&updated, audit).await?;
-                        self.changed();
-                    }
-                    None => {}
+                if let Some(audit) = failure_audit("invalid email or password", Status::Failure) {
+                    let audit = audit.metadata(json!({"failures": failures, "lockedForSecs": lock_ms / 1000}));
+                    self.store.record_login_failure(&updated, audit).await?;
+                    self.changed();
                 }
                 Err(Error::InvalidCredentials)
             }

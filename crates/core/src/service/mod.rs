@@ -114,11 +114,10 @@ impl Services {
 
     pub async fn grant(&self, principal: &Principal, org_slug: &str, permission: Permission) -> Result<Grant> {
         let org = self.store.org_by_slug(org_slug).await?.ok_or(Error::NotFound("organization"))?;
-        if let AuthVia::ApiKey { org_id, .. } = &principal.via {
-            if *org_id != org.id {
+        if let AuthVia::ApiKey { org_id, .. } = &principal.via
+            && *org_id != org.id {
                 return Err(Error::NotFound("organization"));
             }
-        }
         let role = self
             .store
             .role_of(&org.id, &principal.user.id)

@@ -32,11 +32,10 @@ fn spawn_serve(dir: &Path, port: u16, extra: &[&str]) -> Child {
 async fn wait_ready(port: u16) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
-            if r.status() == 200 {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
+            && r.status() == 200 {
                 return;
             }
-        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("server on {port} never became ready");

@@ -1,4 +1,5 @@
 //! Tale's integration tests: one binary, each module a subject. The server runs for real
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test suite: a failed step is a panic")]
 //! in-process (or as the built `tale` binary for CLI tests) on 127.0.0.1 with a temp data dir.
 
 /// Test harness: boot, sign in, JSON helpers.
