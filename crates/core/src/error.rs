@@ -23,6 +23,9 @@ pub enum Error {
     /// The caller's role in this organisation does not allow the action.
     #[error("insufficient role")]
     InsufficientRole,
+    /// The password was reset by an operator: only changing it (or signing out) is allowed.
+    #[error("you must change your password before continuing")]
+    PasswordChangeRequired,
     /// Too many failed sign-ins for this account; try again later.
     #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
     AccountLocked { retry_after_secs: u64 },

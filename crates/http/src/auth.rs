@@ -147,12 +147,34 @@ pub fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
 
 /// Per-route middleware: authenticate, check CSRF, check the route's access rule, and hand the
 /// result to the handler. Pages redirect to sign-in instead of answering 401.
-pub async fn enforce(State((state, access, kind)): State<(AppState, Access, Kind)>, request: Request, next: Next) -> Response {
+/// Routes a session whose password must be changed may still use.
+const WHILE_PASSWORD_CHANGE_REQUIRED: &[&str] =
+    &["/api/me", "/api/me/password", "/api/auth/sign-out", "/api/auth/sign-out-everywhere", "/account", "/static/{file}"];
+
+fn check_password_change(principal: Option<&Principal>, route: &str) -> Result<(), Error> {
+    match principal {
+        Some(p)
+            if p.user.must_change_password
+                && matches!(p.via, AuthVia::Session { .. })
+                && !WHILE_PASSWORD_CHANGE_REQUIRED.contains(&route) =>
+        {
+            Err(Error::PasswordChangeRequired)
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn enforce(
+    State((state, access, kind, route)): State<(AppState, Access, Kind, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let (mut parts, body) = request.into_parts();
     let mut meta = request_meta(&state, &parts);
     let outcome = async {
         let principal = principal(&state, &parts.headers).await?;
         check_csrf(&state, &parts, principal.as_ref())?;
+        check_password_change(principal.as_ref(), route)?;
         let org = match RawPathParams::from_request_parts(&mut parts, &state).await {
             Ok(params) => params.iter().find(|(k, _)| *k == "org").map(|(_, v)| v.to_owned()),
             Err(_) => None,
@@ -168,6 +190,7 @@ pub async fn enforce(State((state, access, kind)): State<(AppState, Access, Kind
             next.run(Request::from_parts(parts, body)).await
         }
         Err(e) => match (kind, &e) {
+            (Kind::Page, Error::PasswordChangeRequired) => Redirect::to("/account").into_response(),
             (Kind::Page, Error::Unauthenticated) => {
                 let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let next = crate::pages::encode_next(target);

@@ -9,6 +9,7 @@
 //! | `unauthenticated` | 401 | no valid session or API key |
 //! | `csrf_rejected` | 403 | cookie-authenticated change without the CSRF token |
 //! | `insufficient_role` | 403 | the role does not allow it (permission matrix) |
+//! | `password_change_required` | 403 | an operator reset the password: change it first |
 //! | `not_found` | 404 | unknown route or resource |
 //! | `method_not_allowed` | 405 | known route, other method |
 //! | `rule_violation` | 409 | a membership rule (one Owner, two Admins, ...) |
@@ -80,6 +81,7 @@ pub fn domain_parts(e: &Domain) -> (StatusCode, &'static str, String) {
         Domain::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
         Domain::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
         Domain::InsufficientRole => (StatusCode::FORBIDDEN, "insufficient_role"),
+        Domain::PasswordChangeRequired => (StatusCode::FORBIDDEN, "password_change_required"),
         Domain::AccountLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
         Domain::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         Domain::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -90,7 +90,7 @@ pub fn router(state: &AppState) -> axum::Router<AppState> {
     let mut router = axum::Router::new();
     for (spec, handler) in table() {
         debug_assert!(Method::from_bytes(spec.method.as_bytes()).is_ok());
-        let layer = axum::middleware::from_fn_with_state((state.clone(), spec.access, spec.kind), enforce);
+        let layer = axum::middleware::from_fn_with_state((state.clone(), spec.access, spec.kind, spec.path), enforce);
         router = router.route(spec.path, handler.layer(layer));
     }
     router

@@ -93,6 +93,16 @@ async fn repeated_failures_lock_the_account_even_for_the_right_password() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["mustChangePassword"], true);
     assert_eq!(b["redirect"], "/account");
+    // Until the password is changed, nothing but the account routes work.
+    let mut u = u.clone();
+    u.csrf = b["csrfToken"].as_str().map(str::to_owned);
+    let (s, e) = u.json(Method::GET, "/api/orgs/default/members", None).await;
+    assert_eq!((s, error_code(&e)), (StatusCode::FORBIDDEN, "password_change_required"));
+    assert_eq!(u.get("/dashboard/default/members").await.headers()["location"], "/account");
+    assert_eq!(u.get("/api/me").await.status(), 200);
+    let (s, _) = u.json(Method::POST, "/api/me/password", Some(json!({"currentPassword": new, "newPassword": "Brand-new-pass-3"}))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(u.get("/api/orgs/default/members").await.status(), 200);
 }
 
 #[tokio::test]
