@@ -8,6 +8,7 @@ pub struct Asset {
 
 pub const ASSETS: &[Asset] = &[
     Asset { name: "app.js", content_type: "text/javascript; charset=utf-8", body: include_str!("assets/app.js") },
+    Asset { name: "favicon.svg", content_type: "image/svg+xml", body: include_str!("assets/favicon.svg") },
     Asset { name: "app.css", content_type: "text/css; charset=utf-8", body: include_str!("assets/app.css") },
 ];
 

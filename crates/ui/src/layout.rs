@@ -38,6 +38,7 @@ fn head(title: &str, csrf: Option<&str>) -> Markup {
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · Tale" }
             @if let Some(token) = csrf { meta name="csrf-token" content=(token); }
+            link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
             link rel="stylesheet" href="/static/app.css";
             script src="/static/app.js" defer {}
         }

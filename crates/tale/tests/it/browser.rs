@@ -53,6 +53,9 @@ async fn setup_sign_in_invite_role_change_and_audit_in_chromium() {
     b.find("#sign-in-password").await.unwrap().send_keys("Wrong-password-1").await.unwrap();
     b.find("#sign-in-form button[type=submit]").await.unwrap().click().await.unwrap();
     b.wait_for_text("#sign-in-form .form-error", "invalid email or password", WAIT).await.unwrap();
+    // So far the only console entry is the network log of that deliberate 401.
+    let errors = b.console_errors().await.unwrap();
+    assert!(errors.iter().all(|e| e.contains("/api/auth/sign-in") && e.contains("401")), "console errors: {errors:?}");
     let pw = b.find("#sign-in-password").await.unwrap();
     pw.clear().await.unwrap();
     pw.send_keys(PASSWORD).await.unwrap();

@@ -9,8 +9,8 @@ mod harness;
 mod accounts;
 /// Audit recording, filters, export, tamper detection.
 mod audit;
-// The real Chromium end-to-end test.
-//TMP mod browser;
+/// The real Chromium end-to-end test.
+mod browser;
 /// The CLI in its exact scripted forms.
 mod cli;
 /// WebSocket live updates.
@@ -21,5 +21,5 @@ mod matrix;
 mod members;
 /// Health, metrics, headers.
 mod system;
-// A minimal WebDriver client for the browser test.
-//TMP mod webdriver;
+/// A minimal WebDriver client for the browser test.
+mod webdriver;
