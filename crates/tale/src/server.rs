@@ -58,6 +58,7 @@ pub async fn start(config: Config) -> Result<Server> {
     let mut background = Vec::new();
     background.push(tokio::spawn(services.feed.clone().run_tailer(store.clone(), FEED_POLL, stopped.clone())));
     background.push(tokio::spawn(housekeeping(services.clone(), stopped.clone())));
+    background.push(tokio::spawn(invalidate_on_change(services.clone(), stopped.clone())));
 
     match services.prepare_setup().await? {
         Some(token) => {
@@ -113,6 +114,20 @@ async fn housekeeping(services: Arc<Services>, mut stopped: watch::Receiver<bool
         }
         tokio::select! {
             _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Commits by other processes (seen on the feed) drop cached identities and roles too.
+async fn invalidate_on_change(services: Arc<Services>, mut stopped: watch::Receiver<bool>) {
+    let mut changes = services.feed.subscribe();
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => services.invalidate_caches(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
             _ = stopped.changed() => return,
         }
     }

@@ -225,19 +225,24 @@ impl Services {
         if token.is_empty() || token.len() > 200 {
             return Err(Error::Unauthenticated);
         }
-        let (session, user) = self
-            .store
-            .session_by_token_hash(&self.session_hash(token))
-            .await?
-            .ok_or(Error::Unauthenticated)?;
+        let hash = self.session_hash(token);
         let now = now_ms();
+        if let Some(p) = self.cache.principal(&hash, now) {
+            return Ok(p);
+        }
+        let generation = self.cache.generation();
+        let (session, user) = self.store.session_by_token_hash(&hash).await?.ok_or(Error::Unauthenticated)?;
         if session.expires_at <= now {
             return Err(Error::Unauthenticated);
         }
+        let mut expires_at = session.expires_at;
         if now - session.last_seen_at > TOUCH_EVERY_MS {
-            self.store.touch_session(&session.id, now, now + self.session_ttl_ms).await?;
+            expires_at = expires_at.max(now + self.session_ttl_ms);
+            self.store.touch_session(&session.id, now, expires_at).await?;
         }
-        Ok(Principal { user, via: AuthVia::Session { session_id: session.id, csrf_token: session.csrf_token } })
+        let principal = Principal { user, via: AuthVia::Session { session_id: session.id, csrf_token: session.csrf_token } };
+        self.cache.put_principal(generation, &hash, &principal, expires_at);
+        Ok(principal)
     }
 
     /// Resolves `Authorization: Bearer tale_...`.
@@ -245,15 +250,22 @@ impl Services {
         if !key.starts_with("tale_") || key.len() > 200 {
             return Err(Error::Unauthenticated);
         }
-        let (api_key, user) = self.store.api_key_by_hash(&sha256_hex(key.as_bytes())).await?.ok_or(Error::Unauthenticated)?;
+        let hash = sha256_hex(key.as_bytes());
+        let now = now_ms();
+        if let Some(p) = self.cache.principal(&hash, now) {
+            return Ok(p);
+        }
+        let generation = self.cache.generation();
+        let (api_key, user) = self.store.api_key_by_hash(&hash).await?.ok_or(Error::Unauthenticated)?;
         if api_key.revoked_at.is_some() {
             return Err(Error::Unauthenticated);
         }
-        let now = now_ms();
         if api_key.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY_MS) {
             self.store.touch_api_key(&api_key.id, now).await?;
         }
-        Ok(Principal { user, via: AuthVia::ApiKey { key_id: api_key.id, org_id: api_key.org_id } })
+        let principal = Principal { user, via: AuthVia::ApiKey { key_id: api_key.id, org_id: api_key.org_id } };
+        self.cache.put_principal(generation, &hash, &principal, i64::MAX);
+        Ok(principal)
     }
 
     async fn auth_audit(&self, principal: &Principal, action: &str, meta: &RequestMeta) -> Result<AuditDraft> {

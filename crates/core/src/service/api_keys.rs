@@ -42,7 +42,13 @@ fn mint(user_id: &str, org_id: &str, name: &str) -> Result<(ApiKey, String)> {
 impl Services {
     pub async fn api_keys(&self, principal: &Principal, grant: &Grant) -> Result<Vec<ApiKey>> {
         grant.require(Permission::ApiKeysManage)?;
-        self.store.api_keys(&principal.user.id, &grant.org_id).await
+        if let Some(list) = self.cache.api_keys(&principal.user.id, &grant.org_id) {
+            return Ok(list);
+        }
+        let generation = self.cache.generation();
+        let list = self.store.api_keys(&principal.user.id, &grant.org_id).await?;
+        self.cache.put_api_keys(generation, &principal.user.id, &grant.org_id, &list);
+        Ok(list)
     }
 
     pub async fn create_api_key(&self, principal: &Principal, grant: &Grant, name: &str, meta: &RequestMeta) -> Result<CreatedApiKey> {

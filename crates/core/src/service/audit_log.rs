@@ -13,7 +13,14 @@ impl Services {
         grant.require(Permission::AuditRead)?;
         let mut filter = filter.clone();
         filter.limit = filter.limit.clamp(1, 500);
-        self.store.audit_query(&grant.org_id, &filter).await
+        let key = format!("{}|{filter:?}", grant.org_id);
+        if let Some(rows) = self.cache.audit_page(&key) {
+            return Ok(rows);
+        }
+        let generation = self.cache.generation();
+        let rows = self.store.audit_query(&grant.org_id, &filter).await?;
+        self.cache.put_audit_page(generation, &key, &rows);
+        Ok(rows)
     }
 
     /// The rows matching the filter (not the whole log), as the reference exports them.

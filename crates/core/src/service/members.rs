@@ -44,7 +44,15 @@ impl Services {
     }
 
     pub async fn orgs_for(&self, principal: &Principal) -> Result<Vec<(Org, Role)>> {
-        let mut orgs = self.store.orgs_for_user(&principal.user.id).await?;
+        let mut orgs = match self.cache.memberships(&principal.user.id) {
+            Some(list) => list,
+            None => {
+                let generation = self.cache.generation();
+                let list = self.store.orgs_for_user(&principal.user.id).await?;
+                self.cache.put_memberships(generation, &principal.user.id, &list);
+                list
+            }
+        };
         // Orgs where the user is disabled are left out of their list (TALE-COMPAT §4).
         orgs.retain(|(_, r)| *r != Role::Disabled);
         if let super::AuthVia::ApiKey { org_id, .. } = &principal.via {
@@ -75,7 +83,13 @@ impl Services {
 
     pub async fn members(&self, grant: &Grant) -> Result<Vec<Member>> {
         grant.require(Permission::MembersRead)?;
-        self.store.members(&grant.org_id).await
+        if let Some(list) = self.cache.members(&grant.org_id) {
+            return Ok(list);
+        }
+        let generation = self.cache.generation();
+        let list = self.store.members(&grant.org_id).await?;
+        self.cache.put_members(generation, &grant.org_id, &list);
+        Ok(list)
     }
 
     async fn member_name(&self, org_id: &str, user_id: &str) -> Result<String> {

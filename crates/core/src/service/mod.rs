@@ -5,6 +5,7 @@
 mod accounts;
 mod api_keys;
 mod audit_log;
+mod cache;
 mod members;
 mod rate_limit;
 mod settings;
@@ -18,6 +19,7 @@ use crate::audit::{Actor, ActorType};
 use crate::feed::ChangeFeed;
 use crate::model::Org;
 use crate::permission::{Access, Grant, Permission};
+use crate::role::Role;
 use crate::settings::OrgSettings;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -33,6 +35,7 @@ pub struct Services {
     site_url: String,
     setup_token: Mutex<Option<String>>,
     sign_in_limiter: RateLimiter,
+    cache: cache::AuthCache,
 }
 
 impl Services {
@@ -47,6 +50,7 @@ impl Services {
             setup_token: Mutex::new(None),
             // TALE-COMPAT §5.1: `security:login-ip`, 30 per minute per client IP.
             sign_in_limiter: RateLimiter::new(30, Duration::from_secs(60)),
+            cache: cache::AuthCache::new(),
         }
     }
 
@@ -75,12 +79,35 @@ impl Services {
         }
     }
 
+    /// Called after every commit: drops cached identities and roles, wakes the change feed.
     pub(crate) fn changed(&self) {
+        self.cache.clear();
         self.feed.wake();
     }
 
+    /// For commits seen on the change feed that another process made.
+    pub fn invalidate_caches(&self) {
+        self.cache.clear();
+    }
+
     pub async fn org(&self, slug: &str) -> Result<Org> {
-        self.store.org_by_slug(slug).await?.ok_or(Error::NotFound("organization"))
+        if let Some(org) = self.cache.org(slug) {
+            return Ok(org);
+        }
+        let generation = self.cache.generation();
+        let org = self.store.org_by_slug(slug).await?.ok_or(Error::NotFound("organization"))?;
+        self.cache.put_org(generation, &org);
+        Ok(org)
+    }
+
+    async fn role_of(&self, org_id: &str, user_id: &str) -> Result<Option<Role>> {
+        if let Some(role) = self.cache.role(org_id, user_id) {
+            return Ok(role);
+        }
+        let generation = self.cache.generation();
+        let role = self.store.role_of(org_id, user_id).await?;
+        self.cache.put_role(generation, org_id, user_id, role);
+        Ok(role)
     }
 
     pub async fn default_org(&self) -> Result<Org> {
@@ -113,16 +140,13 @@ impl Services {
     }
 
     pub async fn grant(&self, principal: &Principal, org_slug: &str, permission: Permission) -> Result<Grant> {
-        let org = self.store.org_by_slug(org_slug).await?.ok_or(Error::NotFound("organization"))?;
+        let org = self.org(org_slug).await?;
         if let AuthVia::ApiKey { org_id, .. } = &principal.via
-            && *org_id != org.id {
-                return Err(Error::NotFound("organization"));
-            }
-        let role = self
-            .store
-            .role_of(&org.id, &principal.user.id)
-            .await?
-            .ok_or(Error::NotFound("organization"))?;
+            && *org_id != org.id
+        {
+            return Err(Error::NotFound("organization"));
+        }
+        let role = self.role_of(&org.id, &principal.user.id).await?.ok_or(Error::NotFound("organization"))?;
         Grant::check(permission, &org.id, &org.slug, &principal.user.id, role)
     }
 

@@ -8,7 +8,16 @@ use crate::{Error, Result};
 
 impl Services {
     pub(crate) async fn org_settings_of(&self, org_id: &str) -> Result<OrgSettings> {
-        match self.store.settings(org_id).await? {
+        let stored = match self.cache.settings(org_id) {
+            Some(v) => v,
+            None => {
+                let generation = self.cache.generation();
+                let v = self.store.settings(org_id).await?;
+                self.cache.put_settings(generation, org_id, &v);
+                v
+            }
+        };
+        match stored {
             Some(v) => serde_json::from_value(v).map_err(|e| Error::Store(format!("stored settings unreadable: {e}"))),
             None => Ok(OrgSettings::default()),
         }

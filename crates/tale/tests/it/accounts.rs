@@ -259,3 +259,23 @@ async fn malformed_json_wrong_type_oversized_body_unknown_route() {
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
     assert!(page.text().await.unwrap().contains("<h1>Not found</h1>"));
 }
+
+#[tokio::test]
+async fn an_operator_reset_from_another_process_ends_sessions_on_the_running_server() {
+    let ts = TestServer::boot().await;
+    let owner = ts.owner().await;
+    assert_eq!(owner.get("/api/me").await.status(), 200);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["admin", "reset-password", "--email", "owner@example.com", "--data-dir"])
+        .arg(ts.data_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // The server learns of the commit through its change feed (polled every 500 ms).
+    let started = Instant::now();
+    while owner.get("/api/me").await.status() == 200 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "session still valid after the reset");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(owner.get("/api/me").await.status(), StatusCode::UNAUTHORIZED);
+}
