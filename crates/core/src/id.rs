@@ -34,7 +34,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(n) = s.parse::<i64>() {
         return Some(n);
     }
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let rfc3339 = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
+    // A browser's `datetime-local` value has no zone and may lack seconds: read it as UTC.
+    let t = rfc3339(s).or_else(|| rfc3339(&format!("{s}Z"))).or_else(|| rfc3339(&format!("{s}:00Z")))?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
@@ -46,5 +48,7 @@ mod tests {
         let s = iso8601(1_700_000_000_123);
         assert_eq!(s, "2023-11-14T22:13:20.123Z");
         assert_eq!(parse_time(&s), Some(1_700_000_000_123));
+        assert_eq!(parse_time("2023-11-14T22:13"), Some(1_700_000_000_000 - 20_000));
+        assert_eq!(parse_time("yesterday"), None);
     }
 }
