@@ -116,3 +116,68 @@ async fn setup_sign_in_invite_role_change_and_audit_in_chromium() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     b.quit().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_settings_and_password_forms_in_chromium() {
+    let ts = TestServer::boot().await;
+    let owner = ts.owner().await;
+    let b = Browser::launch().await.expect("chromium and chromedriver must be installed (scripts/test.sh does it)");
+    b.goto(&ts.url("/sign-in")).await.unwrap();
+    b.find("#sign-in-email").await.unwrap().send_keys(&owner.email).await.unwrap();
+    b.find("#sign-in-password").await.unwrap().send_keys(PASSWORD).await.unwrap();
+    b.find("#sign-in-form button[type=submit]").await.unwrap().click().await.unwrap();
+    wait_for_url(&b, "/dashboard/default").await;
+
+    // A new API key is shown once, works as a Bearer token, and appears in the list.
+    b.goto(&ts.url("/dashboard/default/api-keys")).await.unwrap();
+    b.find("#key-name").await.unwrap().send_keys("nightly export").await.unwrap();
+    b.find("#key-form button[type=submit]").await.unwrap().click().await.unwrap();
+    wait_for_script(&b, "return document.querySelector('#new-key').hidden;", json!(false)).await;
+    let secret = b.execute("return document.querySelector('#new-key-secret').value;", vec![]).await.unwrap();
+    let secret = secret.as_str().unwrap().to_owned();
+    assert!(secret.starts_with("tale_"), "{secret}");
+    b.wait_for_text("#api-keys", "nightly export", WAIT).await.unwrap();
+    let me = reqwest::Client::new().get(ts.url("/api/me")).bearer_auth(&secret).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+
+    // Settings: numbers, checkboxes and the comma list round-trip through the form.
+    b.goto(&ts.url("/dashboard/default/settings")).await.unwrap();
+    let min = b.find("#s-min").await.unwrap();
+    min.clear().await.unwrap();
+    min.send_keys("10").await.unwrap();
+    b.find("#s-special").await.unwrap().click().await.unwrap();
+    let backoff = b.find("#s-backoff").await.unwrap();
+    backoff.clear().await.unwrap();
+    backoff.send_keys("2, 20, 200").await.unwrap();
+    b.find("#settings-form button[type=submit]").await.unwrap().click().await.unwrap();
+    b.wait_for_text("#toast", "Settings saved", WAIT).await.unwrap();
+    let (_, saved) = owner.json(reqwest::Method::GET, "/api/orgs/default/settings", None).await;
+    assert_eq!(saved["passwordPolicy"]["minLength"], 10);
+    assert_eq!(saved["passwordPolicy"]["requireSpecial"], true);
+    assert_eq!(saved["loginPolicy"]["backoffSecs"], json!([2, 20, 200]));
+    // An invalid value is refused with the server's message next to the form.
+    let min = b.find("#s-min").await.unwrap();
+    b.execute("document.querySelector('#s-min').removeAttribute('min'); return true;", vec![]).await.unwrap();
+    min.clear().await.unwrap();
+    min.send_keys("3").await.unwrap();
+    b.find("#settings-form button[type=submit]").await.unwrap().click().await.unwrap();
+    b.wait_for_text("#settings-form .form-error", "minLength must be between 6 and 128", WAIT).await.unwrap();
+
+    // The new policy applies to the password form on the account page.
+    b.goto(&ts.url("/account")).await.unwrap();
+    b.find("#current-password").await.unwrap().send_keys(PASSWORD).await.unwrap();
+    b.find("#new-password").await.unwrap().send_keys("Short-1").await.unwrap();
+    b.find("#password-form button[type=submit]").await.unwrap().click().await.unwrap();
+    b.wait_for_text("#password-form .form-error", "at least 10 characters", WAIT).await.unwrap();
+    let _ = b.console_errors().await.unwrap(); // the two refusals above log their 4xx responses
+    let newpw = b.find("#new-password").await.unwrap();
+    newpw.clear().await.unwrap();
+    newpw.send_keys("Much-longer-pass-1!").await.unwrap();
+    b.find("#password-form button[type=submit]").await.unwrap().click().await.unwrap();
+    b.wait_for_text("#toast", "Password changed", WAIT).await.unwrap();
+    ts.sign_in(&owner.email, "Much-longer-pass-1!").await;
+
+    let errors = b.console_errors().await.unwrap();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    b.quit().await.unwrap();
+}
