@@ -146,7 +146,8 @@ pub async fn account(State(state): State<AppState>, a: Authed) -> PageResult {
 pub async fn overview(State(state): State<AppState>, g: Granted) -> PageResult {
     let org = org_of(&state, &g.grant).await?;
     let viewer = Viewer::load(&state, g.principal).await?;
-    Ok(html(org_ui::overview(&viewer.shell(&org.name, Some((&org, g.grant.role)), Nav::Overview, &[]))))
+    let can_create_orgs = viewer.orgs.iter().any(|(o, r)| o.slug == Org::DEFAULT_SLUG && Permission::OrgOwnership.allows(*r));
+    Ok(html(org_ui::overview(&viewer.shell(&org.name, Some((&org, g.grant.role)), Nav::Overview, &[]), can_create_orgs)))
 }
 
 pub async fn members(State(state): State<AppState>, g: Granted) -> PageResult {

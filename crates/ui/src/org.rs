@@ -9,7 +9,8 @@ use tale_core::model::{ApiKey, Invitation, Member};
 use tale_core::role::Role;
 use tale_core::settings::OrgSettings;
 
-pub fn overview(shell: &Shell) -> Markup {
+/// `can_create_orgs`: the viewer owns the default organisation, which governs the instance.
+pub fn overview(shell: &Shell, can_create_orgs: bool) -> Markup {
     let (org, role) = match shell.org {
         Some(o) => o,
         None => return page(shell, html! { h1 { "Overview" } }),
@@ -18,6 +19,31 @@ pub fn overview(shell: &Shell) -> Markup {
         h1 { (org.name) }
         p { "You are " strong { (role.label()) } " in this organisation." }
         p.muted { "Chat, agents and knowledge arrive here in upcoming releases." }
+        @if shell.orgs.len() > 1 {
+            section aria-labelledby="orgs-heading" {
+                h2 #orgs-heading { "Your organisations" }
+                ul {
+                    @for (o, r) in shell.orgs {
+                        li { a href=(format!("/dashboard/{}", o.slug)) { (o.name) } " — " (r.label()) }
+                    }
+                }
+            }
+        }
+        @if can_create_orgs {
+            section aria-labelledby="new-org-heading" {
+                h2 #new-org-heading { "New organisation" }
+                form #org-form.inline data-api="/api/orgs" data-method="POST" {
+                    div.field { label for="org-name" { "Name" } input #org-name name="name" required maxlength="200"; }
+                    div.field {
+                        label for="org-slug" { "Slug (used in URLs)" }
+                        input #org-slug name="slug" required maxlength="100" aria-describedby="org-slug-hint";
+                        small #org-slug-hint { "Lowercase letters, digits, - and _." }
+                    }
+                    button type="submit" { "Create organisation" }
+                    (form_error())
+                }
+            }
+        }
     })
 }
 

@@ -49,7 +49,8 @@ pub async fn list(State(state): State<AppState>, a: Authed) -> Result<Json<Value
 
 pub async fn create(State(state): State<AppState>, g: Granted, ApiJson(body): ApiJson<CreateOrgBody>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let org = state.services.create_org(&g.principal, &g.grant, &body.slug, &body.name, &g.meta).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": org.id, "slug": org.slug, "name": org.name}))))
+    let redirect = format!("/dashboard/{}", org.slug);
+    Ok((StatusCode::CREATED, Json(json!({"id": org.id, "slug": org.slug, "name": org.name, "redirect": redirect}))))
 }
 
 pub async fn get(State(state): State<AppState>, g: Granted) -> Result<Json<Value>, ApiError> {

@@ -177,6 +177,15 @@ async fn api_keys_settings_and_password_forms_in_chromium() {
     b.wait_for_text("#toast", "Password changed", WAIT).await.unwrap();
     ts.sign_in(&owner.email, "Much-longer-pass-1!").await;
 
+    // The instance Owner creates a second organisation from the overview and lands in it.
+    b.goto(&ts.url("/dashboard/default")).await.unwrap();
+    b.find("#org-name").await.unwrap().send_keys("Research Lab").await.unwrap();
+    b.find("#org-slug").await.unwrap().send_keys("research").await.unwrap();
+    b.find("#org-form button[type=submit]").await.unwrap().click().await.unwrap();
+    wait_for_url(&b, "/dashboard/research").await;
+    b.wait_for_text("main h1", "Research Lab", WAIT).await.unwrap();
+    b.find("#org-switch").await.unwrap();
+
     let errors = b.console_errors().await.unwrap();
     assert!(errors.is_empty(), "console errors: {errors:?}");
     b.quit().await.unwrap();
