@@ -17,6 +17,9 @@ pub struct Inner {
     trusted: Vec<ProxyRule>,
     draining: AtomicBool,
     closing: tokio::sync::watch::Sender<bool>,
+    /// Serialised audit pages by (org, filter), tagged with the cache generation they were
+    /// computed at; large pages cost more to serialise than to look up.
+    pub audit_pages: std::sync::Mutex<std::collections::HashMap<String, (u64, axum::body::Bytes)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -37,6 +40,7 @@ impl AppState {
             trusted,
             draining: AtomicBool::new(false),
             closing,
+            audit_pages: std::sync::Mutex::new(std::collections::HashMap::new()),
         })))
     }
 

@@ -90,6 +90,12 @@ impl Services {
         self.cache.clear();
     }
 
+    /// Changes whenever any commit is seen: a response computed at one generation is current for
+    /// as long as the generation stays the same.
+    pub fn cache_generation(&self) -> u64 {
+        self.cache.generation()
+    }
+
     pub async fn org(&self, slug: &str) -> Result<Org> {
         if let Some(org) = self.cache.org(slug) {
             return Ok(org);

@@ -50,10 +50,30 @@ impl AuditQuery {
     }
 }
 
-pub async fn list(State(state): State<AppState>, g: Granted, Query(q): Query<AuditQuery>) -> Result<Json<Value>, ApiError> {
-    let rows = state.services.audit_entries(&g.grant, &q.filter()?).await?;
-    let next = rows.last().map(|r| r.seq).filter(|s| *s > 1);
-    Ok(Json(json!({"entries": rows, "nextBefore": next})))
+pub async fn list(State(state): State<AppState>, g: Granted, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
+    let filter = q.filter()?;
+    // The route's access check already ran for this org; the key includes the org.
+    let key = format!("{}|{filter:?}", g.grant.org_id);
+    let generation = state.services.cache_generation();
+    let cached = state.audit_pages.lock().ok().and_then(|m| m.get(&key).filter(|(g, _)| *g == generation).map(|(_, b)| b.clone()));
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let rows = state.services.audit_entries(&g.grant, &filter).await?;
+            let next = rows.last().map(|r| r.seq).filter(|s| *s > 1);
+            let body = axum::body::Bytes::from(
+                serde_json::to_vec(&json!({"entries": rows, "nextBefore": next})).map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            if let Ok(mut m) = state.audit_pages.lock() {
+                if m.len() >= 64 {
+                    m.clear();
+                }
+                m.insert(key, (generation, body.clone()));
+            }
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn export(State(state): State<AppState>, g: Granted, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
