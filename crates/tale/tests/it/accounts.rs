@@ -279,3 +279,56 @@ async fn an_operator_reset_from_another_process_ends_sessions_on_the_running_ser
     }
     assert_eq!(owner.get("/api/me").await.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn https_site_gets_a_secure_prefixed_cookie() {
+    let ts = TestServer::boot_with(|c| c.site_url = "https://tale.example.com".into()).await;
+    let r = ts
+        .anonymous()
+        .post("/api/setup", json!({"token": ts.setup_token(), "email": "o@example.com", "name": "O", "password": PASSWORD}))
+        .await;
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Secure-tale_session="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(r.headers().get("strict-transport-security").is_some());
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_client_address() {
+    let ts = TestServer::boot().await;
+    ts.owner().await;
+    let u = ts.anonymous();
+    // Different unknown addresses, so the per-account lockout never triggers: only the IP limit.
+    for i in 0..30 {
+        let (s, _) = u.json(Method::POST, "/api/auth/sign-in", Some(json!({"email": format!("n{i}@example.com"), "password": "x"}))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = u.post("/api/auth/sign-in", json!({"email": "owner@example.com", "password": PASSWORD})).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(error_code(&r.json().await.unwrap()), "rate_limited");
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    for (trusted, expected) in [(false, "127.0.0.1"), (true, "203.0.113.7")] {
+        let ts = TestServer::boot_with(|c| {
+            if trusted {
+                c.trusted_proxies = vec!["loopback".into()];
+            }
+        })
+        .await;
+        let owner = ts.owner().await;
+        let r = reqwest::Client::new()
+            .post(ts.url("/api/auth/sign-in"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .json(&json!({"email": "owner@example.com", "password": "Wrong-password-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let (_, a) = owner.json(Method::GET, "/api/orgs/default/audit?limit=1", None).await;
+        assert_eq!(a["entries"][0]["action"], "sign_in_failed");
+        assert_eq!(a["entries"][0]["ipAddress"], expected, "trusted = {trusted}");
+    }
+}
