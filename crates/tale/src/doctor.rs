@@ -108,12 +108,33 @@ async fn check_port(r: &mut Report, config: &Config, ours: bool) {
 fn check_config_dir(r: &mut Report, config: &Config) {
     let dir = &config.config_dir;
     match std::fs::read_dir(dir) {
-        Ok(_) => r.ok(&format!("config dir {} is readable", dir.display())),
+        Ok(_) => {
+            r.ok(&format!("config dir {} is readable", dir.display()));
+            check_providers(r, config);
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => r.warn(
             &format!("config dir {} does not exist", dir.display()),
             "create it (providers/ and agents/ go inside) or point TALE_CONFIG_DIR at an existing Tale config directory",
         ),
         Err(e) => r.fail(&format!("config dir {}: {e}", dir.display()), "make it readable by the user running tale"),
+    }
+}
+
+/// Every provider file of the default organisation must load; each bad one is named with why.
+fn check_providers(r: &mut Report, config: &Config) {
+    let dir = tale_llm::loader::providers_dir(&config.config_dir, "default");
+    if !dir.exists() {
+        return;
+    }
+    let set = tale_llm::load_providers(&dir);
+    r.ok(&format!("{} provider file(s) load from {}", set.providers.len(), dir.display()));
+    for p in &set.providers {
+        for w in &p.warnings {
+            r.warn(&format!("{}/{}.json: {w}", dir.display(), p.slug), "remove the key, or check its spelling");
+        }
+    }
+    for skipped in &set.skipped {
+        r.fail(&format!("skipped {skipped}"), "correct the file; the other providers still load");
     }
 }
 

@@ -205,3 +205,18 @@ fn doctor_passes_on_a_fresh_setup_and_names_a_busy_port() {
     let report = text(&out.stdout);
     assert!(report.contains(&format!("FAIL   cannot listen on {addr}")) && report.contains("fix: stop the program"), "{report}");
 }
+
+#[test]
+fn doctor_names_a_bad_provider_file_and_the_field() {
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let providers = dir.path().join("config/providers");
+    std::fs::create_dir_all(&providers).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tale-examples/providers");
+    std::fs::copy(examples.join("openrouter.json"), providers.join("openrouter.json")).unwrap();
+    std::fs::write(providers.join("local.json"), r#"{"displayName":"Local","baseUrl":"http://localhost:11434/v1","models":[{"id":"m","displayName":"M","tags":["chatt"]}]}"#).unwrap();
+    let out = tale(&["doctor", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert!(report.contains("1 provider file(s) load"), "{report}");
+    assert!(report.contains("local.json: models[0].tags[0]: unknown tag \"chatt\""), "{report}");
+}
