@@ -44,47 +44,57 @@ pub fn providers_dir(config_dir: &Path, org_slug: &str) -> PathBuf {
     if org_slug == "default" { root } else { root.join(org_slug) }
 }
 
-/// Loads every provider file in `dir`. A missing folder is an empty set, not an error.
-pub fn load_providers(dir: &Path) -> ProviderSet {
-    let mut set = ProviderSet::default();
-    let Ok(entries) = std::fs::read_dir(dir) else { return set };
+/// The JSON files of one config folder (providers, agents): sorted by name; hidden files,
+/// `.history`, atomic-write temporaries and `*.secrets.json` ignored; symlinks, bad slugs and
+/// oversized files reported. A missing folder has no files.
+pub fn read_config_folder(dir: &Path, valid_slug: fn(&str) -> bool) -> (Vec<(String, PathBuf, String)>, Vec<Skipped>) {
+    let (mut files, mut skipped) = (Vec::new(), Vec::new());
+    let Ok(entries) = std::fs::read_dir(dir) else { return (files, skipped) };
     let mut names: Vec<String> = entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
     names.sort();
     for name in names {
-        // Hidden files, history, atomic-write temporaries and secrets are not provider files.
         if name.starts_with('.') || !name.ends_with(".json") || name.ends_with(".secrets.json") {
             continue;
         }
         let path = dir.join(&name);
-        let skip = |reasons: Vec<String>| Skipped { file: path.clone(), reasons };
+        let skip = |reason: String| Skipped { file: path.clone(), reasons: vec![reason] };
         let slug = name.trim_end_matches(".json");
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) => {
-                set.skipped.push(skip(vec![format!("cannot read: {e}")]));
+                skipped.push(skip(format!("cannot read: {e}")));
                 continue;
             }
         };
         if meta.file_type().is_symlink() {
-            set.skipped.push(skip(vec!["symbolic links are refused; copy the file instead".into()]));
+            skipped.push(skip("symbolic links are refused; copy the file instead".into()));
+        } else if !meta.is_file() {
             continue;
-        }
-        if !meta.is_file() {
-            continue;
-        }
-        if !valid_provider_slug(slug) {
-            set.skipped.push(skip(vec![format!("file name '{slug}' is not a valid slug (lowercase letters, digits, - and _)")]));
-            continue;
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            set.skipped.push(skip(vec![format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len())]));
-            continue;
-        }
-        match std::fs::read_to_string(&path).map_err(|e| vec![format!("cannot read: {e}")]).and_then(|t| parse_provider(slug, &t)) {
-            Ok(p) => set.providers.push(p),
-            Err(reasons) => set.skipped.push(skip(reasons)),
+        } else if !valid_slug(slug) {
+            skipped.push(skip(format!("file name '{slug}' is not a valid slug (lowercase letters, digits, - and _)")));
+        } else if meta.len() > MAX_FILE_BYTES {
+            skipped.push(skip(format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len())));
+        } else {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((slug.to_owned(), path, text)),
+                Err(e) => skipped.push(skip(format!("cannot read: {e}"))),
+            }
         }
     }
+    (files, skipped)
+}
+
+/// Loads every provider file in `dir`. A missing folder is an empty set, not an error.
+pub fn load_providers(dir: &Path) -> ProviderSet {
+    let (files, skipped) = read_config_folder(dir, valid_provider_slug);
+    let mut set = ProviderSet { providers: Vec::new(), skipped };
+    for (slug, path, text) in files {
+        match parse_provider(&slug, &text) {
+            Ok(p) => set.providers.push(p),
+            Err(reasons) => set.skipped.push(Skipped { file: path, reasons }),
+        }
+    }
+    set.skipped.sort_by(|a, b| a.file.cmp(&b.file));
     set
 }
 
