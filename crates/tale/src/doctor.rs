@@ -111,6 +111,7 @@ fn check_config_dir(r: &mut Report, config: &Config) {
         Ok(_) => {
             r.ok(&format!("config dir {} is readable", dir.display()));
             check_providers(r, config);
+            check_agents(r, config);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => r.warn(
             &format!("config dir {} does not exist", dir.display()),
@@ -135,6 +136,24 @@ fn check_providers(r: &mut Report, config: &Config) {
     }
     for skipped in &set.skipped {
         r.fail(&format!("skipped {skipped}"), "correct the file; the other providers still load");
+    }
+}
+
+/// Agent files of the default organisation: bad files fail, unknown tools and keys warn.
+fn check_agents(r: &mut Report, config: &Config) {
+    let dir = tale_agent::config::agents_dir(&config.config_dir, "default");
+    if !dir.exists() {
+        return;
+    }
+    let set = tale_agent::load_agents(&dir);
+    r.ok(&format!("{} agent file(s) load from {}", set.agents.len(), dir.display()));
+    for a in &set.agents {
+        for w in &a.warnings {
+            r.warn(&format!("{}/{}.json: {w}", dir.display(), a.slug), "remove it, or check its spelling");
+        }
+    }
+    for skipped in &set.skipped {
+        r.fail(&format!("skipped {skipped}"), "correct the file; the other agents still load");
     }
 }
 
