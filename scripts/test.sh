@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first (idempotent): Debian's
-# chromium and chromedriver for the browser test.
+# chromium and chromedriver (browser tests), age and the npm sops-age package (SOPS interop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,12 +8,20 @@ echo "== installing test dependencies"
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v age >/dev/null 2>&1 || missing+=(age)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 echo "chromium: $(chromium --version 2>/dev/null || echo missing)"
+# A SOPS implementation no one here wrote, to check that what we encrypt opens elsewhere.
+if [ ! -d target/interop/node_modules/sops-age ]; then
+  mkdir -p target/interop
+  [ -f target/interop/package.json ] || echo '{"private": true}' > target/interop/package.json
+  (cd target/interop && npm install --no-audit --no-fund --loglevel=error sops-age@4)
+fi
 
 echo "== running tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -21,6 +21,26 @@ pub enum Command {
     },
     /// Check the data dir, database, port, config dir and secrets, and say how to fix problems.
     Doctor(ServeArgs),
+    /// Provider secrets files in SOPS format, encrypted to age recipients.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Encrypt a plaintext secrets file in place, to one or more age recipients.
+    Encrypt {
+        /// An age recipient (age1...); repeat or separate with commas for several
+        #[arg(long = "age", value_name = "RECIPIENT", required = true, value_delimiter = ',')]
+        recipients: Vec<String>,
+        file: std::path::PathBuf,
+    },
+    /// Print the decrypted JSON on stdout (keys from SOPS_AGE_KEY / SOPS_AGE_KEY_FILE).
+    Decrypt { file: std::path::PathBuf },
+    /// Decrypt into a private temporary file, open $EDITOR, and re-encrypt to the same recipients.
+    Edit { file: std::path::PathBuf },
 }
 
 #[derive(Args, Debug, Clone, Default)]

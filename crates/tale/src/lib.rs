@@ -7,5 +7,6 @@ pub mod cli;
 pub mod datadir;
 pub mod doctor;
 pub mod logging;
+pub mod secrets_cmd;
 pub mod server;
 pub mod settings;

@@ -19,6 +19,7 @@ fn main() {
             Command::Serve(args) => serve(args).await,
             Command::Admin { command } => admin::run(command).await,
             Command::Doctor(args) => return doctor::run(&args).await,
+            Command::Secrets { command } => tale::secrets_cmd::run(command),
         };
         match result {
             Ok(()) => 0,

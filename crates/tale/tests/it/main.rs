@@ -19,6 +19,8 @@ mod live;
 mod matrix;
 /// Invitations, roles and membership rules.
 mod members;
+/// `tale secrets` with real age keys.
+mod secrets;
 /// Health, metrics, headers.
 mod system;
 /// A minimal WebDriver client for the browser test.
