@@ -6,6 +6,7 @@
 //! Architecture invariant: reads files, never the network; knows nothing of HTTP handlers or stores.
 
 pub mod check;
+pub mod client;
 pub mod loader;
 pub mod model_ref;
 pub mod options;

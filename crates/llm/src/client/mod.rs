@@ -1,0 +1,163 @@
+//! Talking to model providers. One request shape for every provider, one event stream back.
+//! `openai.rs` speaks the OpenAI-compatible `/chat/completions` dialect (OpenAI, OpenRouter, vLLM,
+//! llama.cpp, Ollama's `/v1`); Anthropic and Azure join behind the same types.
+
+pub mod openai;
+pub mod sse;
+
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// A piece of message content: text, or an image for vision models.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    /// An `https:` or `data:` URL.
+    Image(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text exactly as the model produced it (it may be invalid; the runtime checks).
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub parts: Vec<Part>,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    pub fn text(role: Role, text: &str) -> Message {
+        Message { role, parts: vec![Part::Text(text.to_owned())], tool_calls: Vec::new(), tool_call_id: None }
+    }
+}
+
+/// A tool the model may call: a name, a description and JSON-Schema parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: Option<Value>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    /// e.g. `{"type":"json_schema",...}` where the provider supports structured output.
+    pub response_format: Option<Value>,
+    /// The merged `providerOptions` (already validated: they cannot overwrite fields above).
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+/// What a streaming answer yields, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Text(String),
+    /// A piece of a tool call; `index` groups the pieces of one call (parallel calls interleave).
+    ToolCallDelta { index: usize, id: Option<String>, name: Option<String>, arguments: String },
+    Usage(Usage),
+    Finish(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatResponse {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+}
+
+/// Where and how to call a provider.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub base_url: String,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Endpoint({}, key redacted)", self.base_url)
+    }
+}
+
+/// Failures a user can read: the provider's status and text, or what broke on the way.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    #[error("the provider answered {status}: {message}")]
+    Upstream { status: u16, message: String },
+    #[error("the provider did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach the provider: {0}")]
+    Connect(String),
+    #[error("the provider's stream ended before the answer was complete")]
+    StreamCut,
+    #[error("the provider sent something unexpected: {0}")]
+    Protocol(String),
+}
+
+impl LlmError {
+    /// Worth another attempt: rate limits, server errors, timeouts, connection failures.
+    pub fn retryable(&self) -> bool {
+        match self {
+            LlmError::Upstream { status, .. } => *status == 429 || *status >= 500,
+            LlmError::Timeout(_) | LlmError::Connect(_) => true,
+            LlmError::StreamCut | LlmError::Protocol(_) => false,
+        }
+    }
+}
+
+/// Retries on 429/5xx and connection failures, with exponential backoff that honours
+/// `Retry-After` (capped).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Until the response headers arrive.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self.base_delay.saturating_mul(2u32.saturating_pow(attempt));
+        retry_after.unwrap_or(backoff).min(self.max_delay)
+    }
+}

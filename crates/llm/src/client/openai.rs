@@ -1,0 +1,279 @@
+//! The OpenAI-compatible chat dialect: request bodies, JSON and SSE responses, retries.
+
+use super::sse::SseParser;
+use super::{ChatRequest, ChatResponse, Endpoint, LlmError, Message, Part, RetryPolicy, Role, StreamEvent, ToolCall, Usage};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    pub retry: RetryPolicy,
+}
+
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn message_json(m: &Message) -> Value {
+    let text_only = m.parts.iter().all(|p| matches!(p, Part::Text(_)));
+    let content = if text_only {
+        let text: String = m.parts.iter().map(|p| if let Part::Text(t) = p { t.as_str() } else { "" }).collect();
+        if text.is_empty() && !m.tool_calls.is_empty() { Value::Null } else { Value::String(text) }
+    } else {
+        Value::Array(
+            m.parts
+                .iter()
+                .map(|p| match p {
+                    Part::Text(t) => json!({"type": "text", "text": t}),
+                    Part::Image(url) => json!({"type": "image_url", "image_url": {"url": url}}),
+                })
+                .collect(),
+        )
+    };
+    let mut out = json!({"role": role(m.role), "content": content});
+    if !m.tool_calls.is_empty() {
+        out["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+    }
+    if let Some(id) = &m.tool_call_id {
+        out["tool_call_id"] = json!(id);
+    }
+    out
+}
+
+/// The request body. Provider options go in first so that Tale's own fields always win.
+pub fn body(req: &ChatRequest, stream: bool) -> Value {
+    let mut b: Map<String, Value> = req.extra.clone();
+    b.insert("model".into(), json!(req.model));
+    b.insert("messages".into(), req.messages.iter().map(message_json).collect());
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+            .collect();
+        b.insert("tools".into(), Value::Array(tools));
+    }
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            b.insert(k.into(), v);
+        }
+    };
+    put("tool_choice", req.tool_choice.clone());
+    put("max_tokens", req.max_tokens.map(Value::from));
+    put("temperature", req.temperature.map(|t| json!(t)));
+    put("response_format", req.response_format.clone());
+    b.insert("stream".into(), json!(stream));
+    if stream {
+        b.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Value::Object(b)
+}
+
+fn usage(v: &Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    Some(Usage {
+        input_tokens: n("/prompt_tokens"),
+        output_tokens: n("/completion_tokens"),
+        cached_input_tokens: n("/prompt_tokens_details/cached_tokens"),
+        reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
+    })
+}
+
+/// The provider's own words for an error, shortened.
+fn upstream_message(text: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
+    let msg = parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")).or_else(|| v.get("error")))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.trim().to_owned());
+    let msg: String = msg.chars().take(500).collect();
+    if msg.is_empty() { "(no message)".into() } else { msg }
+}
+
+impl OpenAiClient {
+    pub fn new(retry: RetryPolicy) -> Result<Self, LlmError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| LlmError::Connect(e.to_string()))?;
+        Ok(OpenAiClient { http, retry })
+    }
+
+    /// Sends with retries; returns a response whose status is success.
+    async fn send(&self, ep: &Endpoint, body: &Value) -> Result<reqwest::Response, LlmError> {
+        let url = format!("{}/chat/completions", ep.base_url.trim_end_matches('/'));
+        let mut attempt = 0;
+        loop {
+            let request = self.http.post(&url).bearer_auth(&ep.api_key).json(body).send();
+            let outcome = match tokio::time::timeout(self.retry.request_timeout, request).await {
+                Err(_) => Err((LlmError::Timeout(self.retry.request_timeout), None)),
+                Ok(Err(e)) => Err((LlmError::Connect(e.without_url().to_string()), None)),
+                Ok(Ok(r)) if r.status().is_success() => Ok(r),
+                Ok(Ok(r)) => {
+                    let status = r.status().as_u16();
+                    let retry_after = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = r.text().await.unwrap_or_default();
+                    Err((LlmError::Upstream { status, message: upstream_message(&text) }, retry_after))
+                }
+            };
+            match outcome {
+                Ok(r) => return Ok(r),
+                Err((e, retry_after)) => {
+                    attempt += 1;
+                    if !e.retryable() || attempt >= self.retry.attempts {
+                        return Err(e);
+                    }
+                    let wait = self.retry.delay(attempt - 1, retry_after);
+                    tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "provider request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// A complete answer in one response.
+    pub async fn chat(&self, ep: &Endpoint, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let r = self.send(ep, &body(req, false)).await?;
+        let v: Value = r.json().await.map_err(|e| LlmError::Protocol(e.to_string()))?;
+        let choice = v.pointer("/choices/0").ok_or_else(|| LlmError::Protocol("no choices in the response".into()))?;
+        let msg = &choice["message"];
+        let tool_calls = msg["tool_calls"]
+            .as_array()
+            .map(|calls| {
+                calls
+                    .iter()
+                    .map(|c| ToolCall {
+                        id: c["id"].as_str().unwrap_or_default().to_owned(),
+                        name: c.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                        arguments: c.pointer("/function/arguments").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ChatResponse {
+            text: msg["content"].as_str().unwrap_or_default().to_owned(),
+            tool_calls,
+            usage: usage(&v),
+            finish_reason: choice["finish_reason"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// A streamed answer. Dropping the stream closes the upstream connection.
+    pub async fn chat_stream(&self, ep: &Endpoint, req: &ChatRequest) -> Result<ChatStream, LlmError> {
+        let response = self.send(ep, &body(req, true)).await?;
+        Ok(ChatStream { response, parser: SseParser::default(), pending: VecDeque::new(), done: false, finished: false })
+    }
+}
+
+pub struct ChatStream {
+    response: reqwest::Response,
+    parser: SseParser,
+    pending: VecDeque<StreamEvent>,
+    done: bool,
+    finished: bool,
+}
+
+impl ChatStream {
+    fn decode(&mut self, data: &str) -> Result<(), LlmError> {
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| LlmError::Protocol(format!("bad stream chunk: {e}")))?;
+        if let Some(err) = v.get("error") {
+            return Err(LlmError::Upstream { status: 200, message: upstream_message(&err.to_string()) });
+        }
+        if let Some(choice) = v.pointer("/choices/0") {
+            if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                self.pending.push_back(StreamEvent::Text(text.to_owned()));
+            }
+            for call in choice.pointer("/delta/tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                self.pending.push_back(StreamEvent::ToolCallDelta {
+                    index: call["index"].as_u64().unwrap_or(0) as usize,
+                    id: call["id"].as_str().map(str::to_owned),
+                    name: call.pointer("/function/name").and_then(Value::as_str).map(str::to_owned),
+                    arguments: call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                });
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                self.finished = true;
+                self.pending.push_back(StreamEvent::Finish(reason.to_owned()));
+            }
+        }
+        if let Some(u) = usage(&v) {
+            self.pending.push_back(StreamEvent::Usage(u));
+        }
+        Ok(())
+    }
+
+    /// The next event; `None` once the answer is complete.
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, LlmError>> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(Ok(e));
+            }
+            if self.done {
+                return None;
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => {
+                    for data in self.parser.push(&bytes) {
+                        if let Err(e) = self.decode(&data) {
+                            self.done = true;
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                // Some servers end after the finish chunk without `[DONE]`: that is complete.
+                Ok(None) if self.finished => self.done = true,
+                Ok(None) | Err(_) => {
+                    self.done = true;
+                    return Some(Err(LlmError::StreamCut));
+                }
+            }
+        }
+    }
+
+    /// Drains the stream into one response.
+    pub async fn collect(mut self) -> Result<ChatResponse, LlmError> {
+        let mut out = ChatResponse::default();
+        let mut calls: BTreeMap<usize, ToolCall> = BTreeMap::new();
+        while let Some(event) = self.next().await {
+            match event? {
+                StreamEvent::Text(t) => out.text.push_str(&t),
+                StreamEvent::ToolCallDelta { index, id, name, arguments } => {
+                    let call = calls.entry(index).or_insert_with(|| ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
+                    if let Some(id) = id {
+                        call.id = id;
+                    }
+                    if let Some(name) = name {
+                        call.name.push_str(&name);
+                    }
+                    call.arguments.push_str(&arguments);
+                }
+                StreamEvent::Usage(u) => out.usage = Some(u),
+                StreamEvent::Finish(r) => out.finish_reason = Some(r),
+            }
+        }
+        out.tool_calls = calls.into_values().collect();
+        Ok(out)
+    }
+}
