@@ -125,3 +125,36 @@ impl ProviderSet {
         self.providers.iter().filter(|p| p.model(model_id).is_some()).map(|p| p.slug.as_str()).collect()
     }
 }
+
+/// Everything needed to call one model: where, with which key, with which extra body fields.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    pub provider: String,
+    pub model: crate::provider::Model,
+    pub endpoint: crate::client::Endpoint,
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ProviderSet {
+    /// Resolves a reference to a callable endpoint: the model's own `baseUrl` if set, the key
+    /// from `<slug>.secrets.json` in `dir` (a `modelKeys` entry wins), merged `providerOptions`
+    /// with any `@quant` pin.
+    pub fn endpoint(&self, dir: &Path, r: &ModelRef, keys: &tale_secrets::AgeKeys) -> Result<ResolvedModel, String> {
+        let (p, m) = self.resolve(r)?;
+        let secrets_path = dir.join(format!("{}.secrets.json", p.slug));
+        if !secrets_path.exists() {
+            return Err(format!(
+                "{} is missing: create it with {{\"apiKey\": \"...\"}} (mode 0600), or encrypt it with `tale secrets encrypt`",
+                secrets_path.display()
+            ));
+        }
+        let secrets = tale_secrets::read_secrets(&secrets_path, keys).map_err(|e| e.to_string())?;
+        let api_key = secrets.model_keys.get(&m.id).cloned().unwrap_or(secrets.api_key);
+        Ok(ResolvedModel {
+            provider: p.slug.clone(),
+            model: m.clone(),
+            endpoint: crate::client::Endpoint { base_url: m.base_url.clone().unwrap_or_else(|| p.base_url.clone()), api_key },
+            options: p.options_for(m, r.quant.as_deref()).unwrap_or_default(),
+        })
+    }
+}

@@ -161,3 +161,14 @@ async fn a_slow_upstream_times_out() {
     let e = client.chat(&endpoint(&p), &request()).await.unwrap_err();
     assert_eq!(e, LlmError::Timeout(Duration::from_millis(300)));
 }
+
+#[tokio::test]
+async fn embeddings_come_back_in_input_order() {
+    let p = ScriptedProvider::start().await;
+    let client = OpenAiClient::new(fast_retry()).unwrap();
+    let inputs = vec!["alpha".to_string(), "be".to_string(), "c".to_string()];
+    let e = client.embed(&endpoint(&p), "qwen/qwen3-embedding-8b", &inputs, Some(4)).await.unwrap();
+    assert_eq!(e.vectors.iter().map(|v| v[0]).collect::<Vec<_>>(), vec![5.0, 2.0, 1.0], "reordered by index");
+    assert_eq!(e.input_tokens, 9);
+    assert_eq!(p.requests()[0].1["dimensions"], 4);
+}

@@ -76,3 +76,44 @@ fn organisations_have_their_own_folder() {
     assert_eq!(tale_llm::loader::providers_dir(&root, "default"), root.join("providers"));
     assert_eq!(tale_llm::loader::providers_dir(&root, "research"), root.join("providers/research"));
 }
+
+#[test]
+fn references_resolve_to_endpoints_with_keys_from_secrets_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(examples().join("openrouter.json"), d.join("openrouter.json")).unwrap();
+    let set = load_providers(d);
+    let keys = tale_secrets::AgeKeys::default();
+    let r = ModelRef::parse("openrouter:deepseek/deepseek-v4-flash@fp8").unwrap();
+    let missing = set.endpoint(d, &r, &keys).unwrap_err();
+    assert!(missing.contains("openrouter.secrets.json is missing"), "{missing}");
+
+    let secrets = d.join("openrouter.secrets.json");
+    std::fs::write(&secrets, r#"{"apiKey": "sk-or-main", "modelKeys": {"qwen/qwen3-coder": "sk-or-coder"}}"#).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let err = set.endpoint(d, &r, &keys).unwrap_err();
+    assert!(err.contains("can be read by other users") && !err.contains("sk-or"), "{err}");
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let resolved = set.endpoint(d, &r, &keys).unwrap();
+    assert_eq!(resolved.endpoint.base_url, "https://openrouter.ai/api/v1");
+    assert_eq!(resolved.endpoint.api_key, "sk-or-main");
+    assert_eq!(serde_json::Value::Object(resolved.options), serde_json::json!({"provider": {"quantizations": ["fp8"]}}));
+    let coder = set.endpoint(d, &ModelRef::parse("qwen/qwen3-coder").unwrap(), &keys).unwrap();
+    assert_eq!(coder.endpoint.api_key, "sk-or-coder", "a per-model key wins");
+
+    // The same file SOPS-encrypted opens with the configured age key.
+    let id = age_identity();
+    let doc = tale_secrets::file::read_document(&secrets).unwrap();
+    let enc = tale_secrets::sops::encrypt(&doc, &[id.to_public()]).unwrap();
+    tale_secrets::file::write_document(&secrets, &enc).unwrap();
+    let err = set.endpoint(d, &r, &keys).unwrap_err();
+    assert!(err.contains("no age key is configured"), "{err}");
+    let keys = tale_secrets::AgeKeys { identities: vec![id] };
+    assert_eq!(set.endpoint(d, &r, &keys).unwrap().endpoint.api_key, "sk-or-main");
+}
+
+fn age_identity() -> tale_secrets::keys::AgeIdentity {
+    tale_secrets::keys::AgeIdentity::generate()
+}

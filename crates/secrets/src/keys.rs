@@ -4,6 +4,9 @@
 use crate::SecretsError;
 use std::str::FromStr;
 
+/// An age X25519 identity (`AGE-SECRET-KEY-1…`).
+pub type AgeIdentity = age::x25519::Identity;
+
 #[derive(Clone, Default)]
 pub struct AgeKeys {
     pub identities: Vec<age::x25519::Identity>,

@@ -52,7 +52,10 @@ pub struct ScriptedProvider {
 impl ScriptedProvider {
     pub async fn start() -> ScriptedProvider {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = axum::Router::new().route("/v1/chat/completions", post(chat)).with_state(inner.clone());
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
@@ -162,6 +165,25 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: 
             sse(rx)
         }
     }
+}
+
+/// Deterministic 4-dimensional vectors derived from each input (length, first byte, byte sum,
+/// 1.0), returned in reverse order with their indices, as providers may reorder.
+async fn embeddings(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: String) -> Response {
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    inner.lock().unwrap().requests.push((headers, request.clone()));
+    let inputs: Vec<String> = request["input"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let mut data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let b = t.as_bytes();
+            let v = [b.len() as f64, f64::from(b.first().copied().unwrap_or(0)), b.iter().map(|x| f64::from(*x)).sum::<f64>(), 1.0];
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
+        .collect();
+    data.reverse();
+    axum::Json(json!({"object": "list", "data": data, "model": request["model"], "usage": {"prompt_tokens": inputs.len() * 3, "total_tokens": inputs.len() * 3}})).into_response()
 }
 
 fn sse(rx: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>) -> Response {

@@ -101,6 +101,32 @@ pub struct Endpoint {
     pub api_key: String,
 }
 
+/// The URL and auth header an endpoint uses for an OpenAI-dialect operation (`chat/completions`,
+/// `embeddings`). Azure OpenAI resource URLs (`*.openai.azure.com`, `*.cognitiveservices.azure.com`)
+/// address a deployment named like the model, carry `api-version` (from the base URL's query, else
+/// a current GA version) and authenticate with `api-key`; Azure's `/openai/v1` URLs are plain
+/// OpenAI-style paths with `api-key`.
+pub fn operation_url(ep: &Endpoint, model: &str, operation: &str) -> (String, &'static str) {
+    const AZURE_API_VERSION: &str = "2024-10-21";
+    let (base, query) = match ep.base_url.split_once('?') {
+        Some((b, q)) => (b.trim_end_matches('/'), Some(q)),
+        None => (ep.base_url.trim_end_matches('/'), None),
+    };
+    let host = base.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("");
+    let azure = host.ends_with(".openai.azure.com") || host.ends_with(".cognitiveservices.azure.com");
+    if !azure {
+        return (format!("{base}/{operation}"), "authorization");
+    }
+    if base.ends_with("/openai/v1") {
+        return (format!("{base}/{operation}"), "api-key");
+    }
+    let version = query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api-version=")))
+        .unwrap_or(AZURE_API_VERSION);
+    let root = base.strip_suffix("/openai").unwrap_or(base);
+    (format!("{root}/openai/deployments/{model}/{operation}?api-version={version}"), "api-key")
+}
+
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Endpoint({}, key redacted)", self.base_url)
@@ -120,6 +146,29 @@ pub enum LlmError {
     StreamCut,
     #[error("the provider sent something unexpected: {0}")]
     Protocol(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(base: &str) -> Endpoint {
+        Endpoint { base_url: base.into(), api_key: "k".into() }
+    }
+
+    #[test]
+    fn openai_and_azure_urls() {
+        assert_eq!(operation_url(&ep("http://localhost:11434/v1/"), "llama3.3", "chat/completions"), ("http://localhost:11434/v1/chat/completions".into(), "authorization"));
+        assert_eq!(
+            operation_url(&ep("https://acme.openai.azure.com"), "gpt-4o", "chat/completions"),
+            ("https://acme.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21".into(), "api-key")
+        );
+        assert_eq!(
+            operation_url(&ep("https://acme.openai.azure.com/openai?api-version=2025-01-01-preview"), "emb", "embeddings").0,
+            "https://acme.openai.azure.com/openai/deployments/emb/embeddings?api-version=2025-01-01-preview"
+        );
+        assert_eq!(operation_url(&ep("https://acme.openai.azure.com/openai/v1"), "gpt-4o", "chat/completions").0, "https://acme.openai.azure.com/openai/v1/chat/completions");
+    }
 }
 
 impl LlmError {

@@ -113,11 +113,14 @@ impl OpenAiClient {
     }
 
     /// Sends with retries; returns a response whose status is success.
-    async fn send(&self, ep: &Endpoint, body: &Value) -> Result<reqwest::Response, LlmError> {
-        let url = format!("{}/chat/completions", ep.base_url.trim_end_matches('/'));
+    async fn send(&self, ep: &Endpoint, operation: &str, body: &Value) -> Result<reqwest::Response, LlmError> {
+        let model = body["model"].as_str().unwrap_or_default();
+        let (url, auth) = super::operation_url(ep, model, operation);
         let mut attempt = 0;
         loop {
-            let request = self.http.post(&url).bearer_auth(&ep.api_key).json(body).send();
+            let request = self.http.post(&url).json(body);
+            let request = if auth == "api-key" { request.header("api-key", &ep.api_key) } else { request.bearer_auth(&ep.api_key) };
+            let request = request.send();
             let outcome = match tokio::time::timeout(self.retry.request_timeout, request).await {
                 Err(_) => Err((LlmError::Timeout(self.retry.request_timeout), None)),
                 Ok(Err(e)) => Err((LlmError::Connect(e.without_url().to_string()), None)),
@@ -151,7 +154,7 @@ impl OpenAiClient {
 
     /// A complete answer in one response.
     pub async fn chat(&self, ep: &Endpoint, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let r = self.send(ep, &body(req, false)).await?;
+        let r = self.send(ep, "chat/completions", &body(req, false)).await?;
         let v: Value = r.json().await.map_err(|e| LlmError::Protocol(e.to_string()))?;
         let choice = v.pointer("/choices/0").ok_or_else(|| LlmError::Protocol("no choices in the response".into()))?;
         let msg = &choice["message"];
@@ -176,11 +179,44 @@ impl OpenAiClient {
         })
     }
 
+    /// Embeddings for `inputs`, in input order.
+    pub async fn embed(&self, ep: &Endpoint, model: &str, inputs: &[String], dimensions: Option<u64>) -> Result<Embeddings, LlmError> {
+        let mut b = json!({"model": model, "input": inputs});
+        if let Some(d) = dimensions {
+            b["dimensions"] = json!(d);
+        }
+        let r = self.send(ep, "embeddings", &b).await?;
+        let v: Value = r.json().await.map_err(|e| LlmError::Protocol(e.to_string()))?;
+        let mut rows: Vec<(usize, Vec<f32>)> = v["data"]
+            .as_array()
+            .ok_or_else(|| LlmError::Protocol("no data in the embeddings response".into()))?
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let index = row["index"].as_u64().map_or(i, |n| n as usize);
+                let vector = row["embedding"].as_array().map(|a| a.iter().filter_map(Value::as_f64).map(|f| f as f32).collect()).unwrap_or_default();
+                (index, vector)
+            })
+            .collect();
+        rows.sort_by_key(|(i, _)| *i);
+        if rows.len() != inputs.len() {
+            return Err(LlmError::Protocol(format!("asked for {} embeddings, got {}", inputs.len(), rows.len())));
+        }
+        Ok(Embeddings { vectors: rows.into_iter().map(|(_, v)| v).collect(), input_tokens: v.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or(0) })
+    }
+
     /// A streamed answer. Dropping the stream closes the upstream connection.
     pub async fn chat_stream(&self, ep: &Endpoint, req: &ChatRequest) -> Result<ChatStream, LlmError> {
-        let response = self.send(ep, &body(req, true)).await?;
+        let response = self.send(ep, "chat/completions", &body(req, true)).await?;
         Ok(ChatStream { response, parser: SseParser::default(), pending: VecDeque::new(), done: false, finished: false })
     }
+}
+
+/// Vectors in input order, and the tokens the provider counted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    pub input_tokens: u64,
 }
 
 pub struct ChatStream {
