@@ -55,6 +55,7 @@ impl ScriptedProvider {
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
+            .route("/v1/messages", post(messages))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -165,6 +166,80 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: 
             sse(rx)
         }
     }
+}
+
+fn event(kind: &str, data: Value) -> String {
+    format!("event: {kind}\ndata: {data}\n\n")
+}
+
+/// The same scripts in the Anthropic Messages wire format.
+async fn messages(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: String) -> Response {
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let script = {
+        let mut g = inner.lock().unwrap();
+        g.requests.push((headers, request.clone()));
+        g.scripts.pop_front()
+    };
+    let stream = request["stream"].as_bool().unwrap_or(false);
+    let Some(script) = script else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no script left").into_response();
+    };
+    let (deltas, tool_calls, usage, delay) = match script {
+        Script::Status { code, retry_after, body } => {
+            let mut r = (StatusCode::from_u16(code).unwrap(), body).into_response();
+            if let Some(s) = retry_after {
+                r.headers_mut().insert("retry-after", s.to_string().parse().unwrap());
+            }
+            return r;
+        }
+        Script::Cut { deltas } => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(event("message_start", json!({"type": "message_start", "message": {"usage": {"input_tokens": 1}}})))).await;
+                for d in deltas {
+                    let _ = tx.send(Ok(event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}})))).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = tx.send(Err(std::io::Error::other("connection cut"))).await;
+            });
+            return sse(rx);
+        }
+        Script::Reply { deltas, tool_calls, usage, first_token_delay } => (deltas, tool_calls, usage, first_token_delay),
+    };
+    let stop = if tool_calls.is_empty() { "end_turn" } else { "tool_use" };
+    if !stream {
+        tokio::time::sleep(delay).await;
+        let mut content = vec![json!({"type": "text", "text": deltas.concat()})];
+        for (id, name, args) in &tool_calls {
+            content.push(json!({"type": "tool_use", "id": id, "name": name, "input": serde_json::from_str::<Value>(args).unwrap_or(Value::Null)}));
+        }
+        return axum::Json(json!({"id": "msg_test", "type": "message", "role": "assistant", "content": content, "stop_reason": stop,
+            "usage": {"input_tokens": usage.0, "output_tokens": usage.1, "cache_read_input_tokens": 3}}))
+        .into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = tx.send(Ok(event("message_start", json!({"type": "message_start", "message": {"usage": {"input_tokens": usage.0, "output_tokens": 1, "cache_read_input_tokens": 3}}})))).await;
+        let _ = tx.send(Ok(event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})))).await;
+        for d in &deltas {
+            let _ = tx.send(Ok(event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}})))).await;
+        }
+        let _ = tx.send(Ok(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})))).await;
+        for (i, (id, name, args)) in tool_calls.iter().enumerate() {
+            let index = i + 1;
+            let _ = tx.send(Ok(event("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})))).await;
+            let chars: Vec<char> = args.chars().collect();
+            for piece in chars.chunks(6) {
+                let d = json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece.iter().collect::<String>()}});
+                let _ = tx.send(Ok(event("content_block_delta", d))).await;
+            }
+            let _ = tx.send(Ok(event("content_block_stop", json!({"type": "content_block_stop", "index": index})))).await;
+        }
+        let _ = tx.send(Ok(event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": usage.1}})))).await;
+        let _ = tx.send(Ok(event("message_stop", json!({"type": "message_stop"})))).await;
+    });
+    sse(rx)
 }
 
 /// Deterministic 4-dimensional vectors derived from each input (length, first byte, byte sum,

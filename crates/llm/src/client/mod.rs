@@ -2,6 +2,7 @@
 //! `openai.rs` speaks the OpenAI-compatible `/chat/completions` dialect (OpenAI, OpenRouter, vLLM,
 //! llama.cpp, Ollama's `/v1`); Anthropic and Azure join behind the same types.
 
+pub mod anthropic;
 pub mod openai;
 pub mod sse;
 
@@ -146,6 +147,55 @@ pub enum LlmError {
     StreamCut,
     #[error("the provider sent something unexpected: {0}")]
     Protocol(String),
+}
+
+pub(crate) fn http_client() -> Result<reqwest::Client, LlmError> {
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().map_err(|e| LlmError::Connect(e.to_string()))
+}
+
+/// POSTs JSON with retries on 429/5xx and connection failures; returns a success response.
+pub(crate) async fn post_json(
+    http: &reqwest::Client,
+    retry: &RetryPolicy,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &Value,
+) -> Result<reqwest::Response, LlmError> {
+    let mut attempt = 0;
+    loop {
+        let mut request = http.post(url).json(body);
+        for (k, v) in headers {
+            request = request.header(*k, v);
+        }
+        let outcome = match tokio::time::timeout(retry.request_timeout, request.send()).await {
+            Err(_) => Err((LlmError::Timeout(retry.request_timeout), None)),
+            Ok(Err(e)) => Err((LlmError::Connect(e.without_url().to_string()), None)),
+            Ok(Ok(r)) if r.status().is_success() => Ok(r),
+            Ok(Ok(r)) => {
+                let status = r.status().as_u16();
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let text = r.text().await.unwrap_or_default();
+                Err((LlmError::Upstream { status, message: openai::upstream_message(&text) }, retry_after))
+            }
+        };
+        match outcome {
+            Ok(r) => return Ok(r),
+            Err((e, retry_after)) => {
+                attempt += 1;
+                if !e.retryable() || attempt >= retry.attempts {
+                    return Err(e);
+                }
+                let wait = retry.delay(attempt - 1, retry_after);
+                tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "provider request failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@ use super::sse::SseParser;
 use super::{ChatRequest, ChatResponse, Endpoint, LlmError, Message, Part, RetryPolicy, Role, StreamEvent, ToolCall, Usage};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
 
 pub struct OpenAiClient {
     http: reqwest::Client,
@@ -91,7 +90,7 @@ fn usage(v: &Value) -> Option<Usage> {
 }
 
 /// The provider's own words for an error, shortened.
-fn upstream_message(text: &str) -> String {
+pub(crate) fn upstream_message(text: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(text).ok();
     let msg = parsed
         .as_ref()
@@ -105,51 +104,15 @@ fn upstream_message(text: &str) -> String {
 
 impl OpenAiClient {
     pub fn new(retry: RetryPolicy) -> Result<Self, LlmError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| LlmError::Connect(e.to_string()))?;
-        Ok(OpenAiClient { http, retry })
+        Ok(OpenAiClient { http: super::http_client()?, retry })
     }
 
-    /// Sends with retries; returns a response whose status is success.
     async fn send(&self, ep: &Endpoint, operation: &str, body: &Value) -> Result<reqwest::Response, LlmError> {
         let model = body["model"].as_str().unwrap_or_default();
         let (url, auth) = super::operation_url(ep, model, operation);
-        let mut attempt = 0;
-        loop {
-            let request = self.http.post(&url).json(body);
-            let request = if auth == "api-key" { request.header("api-key", &ep.api_key) } else { request.bearer_auth(&ep.api_key) };
-            let request = request.send();
-            let outcome = match tokio::time::timeout(self.retry.request_timeout, request).await {
-                Err(_) => Err((LlmError::Timeout(self.retry.request_timeout), None)),
-                Ok(Err(e)) => Err((LlmError::Connect(e.without_url().to_string()), None)),
-                Ok(Ok(r)) if r.status().is_success() => Ok(r),
-                Ok(Ok(r)) => {
-                    let status = r.status().as_u16();
-                    let retry_after = r
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let text = r.text().await.unwrap_or_default();
-                    Err((LlmError::Upstream { status, message: upstream_message(&text) }, retry_after))
-                }
-            };
-            match outcome {
-                Ok(r) => return Ok(r),
-                Err((e, retry_after)) => {
-                    attempt += 1;
-                    if !e.retryable() || attempt >= self.retry.attempts {
-                        return Err(e);
-                    }
-                    let wait = self.retry.delay(attempt - 1, retry_after);
-                    tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "provider request failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+        let headers: Vec<(&str, String)> =
+            if auth == "api-key" { vec![("api-key", ep.api_key.clone())] } else { vec![("authorization", format!("Bearer {}", ep.api_key))] };
+        super::post_json(&self.http, &self.retry, &url, &headers, body).await
     }
 
     /// A complete answer in one response.
