@@ -95,6 +95,10 @@ impl Agent {
         self.localized(locale, |t| t.display_name.as_deref()).unwrap_or(&self.slug)
     }
 
+    pub fn localized_description(&self, locale: &str) -> &str {
+        self.localized(locale, |t| t.description.as_deref()).unwrap_or("")
+    }
+
     pub fn conversation_starters(&self, locale: &str) -> &[String] {
         self.localized(locale, |t| (!t.conversation_starters.is_empty()).then_some(t.conversation_starters.as_slice())).unwrap_or(&[])
     }

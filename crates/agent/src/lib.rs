@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: no network, no store; models are resolved through `tale-llm`.
 
+pub mod catalog;
 pub mod config;
 pub mod tools;
 

@@ -62,6 +62,9 @@ fn table() -> Vec<Entry> {
         r("GET", "/api/orgs/{org}/audit", Org(P::AuditRead), Api, get(api::audit::list)),
         r("GET", "/api/orgs/{org}/audit/export", Org(P::AuditRead), Api, get(api::audit::export)),
         r("POST", "/api/orgs/{org}/audit/verify", Org(P::AuditRead), Api, post(api::audit::verify)),
+        // Providers and agents (from the config directory)
+        r("GET", "/api/orgs/{org}/providers", Org(P::OrgSettings), Api, get(api::catalog::providers)),
+        r("GET", "/api/orgs/{org}/agents", Org(P::ChatUse), Api, get(api::catalog::agents)),
         // Settings
         r("GET", "/api/orgs/{org}/settings", Org(P::OrgSettings), Api, get(api::settings::get)),
         r("PUT", "/api/orgs/{org}/settings", Org(P::OrgSettings), Api, put(api::settings::put)),

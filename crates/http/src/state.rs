@@ -12,6 +12,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub services: Arc<Services>,
+    /// Providers and agents from the config directory, reloaded when files change.
+    pub catalog: Arc<tale_agent::catalog::Catalog>,
     pub config: Arc<Config>,
     pub metrics: Metrics,
     trusted: Vec<ProxyRule>,
@@ -33,8 +35,10 @@ impl AppState {
     pub fn new(services: Arc<Services>, config: Arc<Config>) -> Result<Self, String> {
         let trusted = config.trusted_proxies.iter().map(|s| ProxyRule::parse(s)).collect::<Result<_, _>>()?;
         let (closing, _) = tokio::sync::watch::channel(false);
+        let catalog = Arc::new(tale_agent::catalog::Catalog::new(config.config_dir.clone()));
         Ok(AppState(Arc::new(Inner {
             services,
+            catalog,
             config,
             metrics: Metrics::new(),
             trusted,

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod keys;
 pub mod orgs;
 pub mod settings;

@@ -11,6 +11,8 @@ mod accounts;
 mod audit;
 /// The real Chromium end-to-end test.
 mod browser;
+/// Providers and agents from the config directory.
+mod catalog;
 /// The CLI in its exact scripted forms.
 mod cli;
 /// WebSocket live updates.

@@ -1,0 +1,75 @@
+//! Providers and agents from the config directory, through the API: what each role sees, the
+//! reference's example files, reported problems, and edits picked up without a restart.
+
+use crate::harness::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tale_core::role::Role;
+
+fn copy_examples(config_dir: &Path) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tale-examples");
+    for area in ["providers", "agents"] {
+        let to = config_dir.join(area);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(examples.join(area)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn slugs(v: &Value, key: &str) -> Vec<String> {
+    v[key].as_array().unwrap().iter().map(|a| a["slug"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn each_role_sees_what_it_may_and_edits_apply_live() {
+    let ts = TestServer::boot().await;
+    let config_dir = ts.data_dir().join("config");
+    copy_examples(&config_dir);
+    let owner = ts.owner().await;
+    let member = ts.member("m@example.com", Role::Member).await;
+    let editor = ts.member("e@example.com", Role::Editor).await;
+
+    let (s, p) = owner.json(Method::GET, "/api/orgs/default/providers", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(slugs(&p, "providers"), ["openai", "openrouter", "vercel-gateway"]);
+    assert_eq!(p["providers"][1]["hasSecrets"], false);
+    assert_eq!(member.get("/api/orgs/default/providers").await.status(), StatusCode::FORBIDDEN);
+
+    let (_, a) = member.json(Method::GET, "/api/orgs/default/agents", None).await;
+    assert_eq!(slugs(&a, "agents"), ["chat-agent", "image-creator", "researcher", "translator"], "visible, not admin/developer-only");
+    let (_, a) = editor.json(Method::GET, "/api/orgs/default/agents", None).await;
+    assert_eq!(slugs(&a, "agents"), ["chat-agent", "crm-assistant", "image-creator", "researcher", "translator"], "editors manage agents but role-restricted ones stay hidden");
+    let (_, a) = owner.json(Method::GET, "/api/orgs/default/agents", None).await;
+    assert_eq!(a["agents"].as_array().unwrap().len(), 7);
+
+    let german = member.client.get(ts.url("/api/orgs/default/agents")).header("accept-language", "de-CH,de;q=0.9").send().await.unwrap();
+    let german: Value = german.json().await.unwrap();
+    let english: Value = member.json(Method::GET, "/api/orgs/default/agents", None).await.1;
+    assert_ne!(german["agents"][0]["displayName"], english["agents"][0]["displayName"], "localised names");
+
+    // A broken file is reported to those who manage it; the rest keep working. Edits apply live.
+    std::fs::write(config_dir.join("agents/broken.json"), r#"{"supportedModels": []}"#).unwrap();
+    std::fs::write(
+        config_dir.join("agents/helper.json"),
+        r#"{"supportedModels": ["openrouter:qwen/qwen3-coder"], "displayName": "Helper", "systemInstructions": "Help.", "visibleInChat": true}"#,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let a = loop {
+        let (_, a) = owner.json(Method::GET, "/api/orgs/default/agents", None).await;
+        if slugs(&a, "agents").contains(&"helper".to_owned()) {
+            break a;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "new agent file not picked up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(a["skipped"][0]["file"], "broken.json");
+    assert!(a["skipped"][0]["reasons"].to_string().contains("supportedModels: needs at least one model reference"));
+    let (_, m) = member.json(Method::GET, "/api/orgs/default/agents", None).await;
+    assert!(slugs(&m, "agents").contains(&"helper".to_owned()));
+    assert_eq!(m["skipped"], serde_json::json!([]), "members do not see file problems");
+}
