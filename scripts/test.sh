@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first (idempotent): Debian's
-# chromium and chromedriver (browser tests), age and the npm sops-age package (SOPS interop).
+# chromium and chromedriver (browser tests), age and the npm sops-age package (SOPS interop),
+# the openai Python SDK (a real client of /api/v1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,9 @@ if [ ! -d target/interop/node_modules/sops-age ]; then
   [ -f target/interop/package.json ] || echo '{"private": true}' > target/interop/package.json
   (cd target/interop && npm install --no-audit --no-fund --loglevel=error sops-age@4)
 fi
+
+# The official OpenAI Python SDK, as a real client of the OpenAI-compatible API.
+python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check 'openai>=1.40'
 
 echo "== running tests"
 if cargo nextest --version >/dev/null 2>&1; then

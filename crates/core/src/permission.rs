@@ -75,6 +75,9 @@ pub enum Access {
     Org(Permission),
     /// A permission in the default organisation, for instance-wide actions.
     Instance(Permission),
+    /// A permission in the caller's organisation, named by `X-Organization-Slug`, else the API
+    /// key's organisation, else the caller's only organisation (the OpenAI-compatible API).
+    Caller(Permission),
 }
 
 /// Proof that `user_id` holds `permission` in `org_id`. Only [`Grant::check`] makes one.

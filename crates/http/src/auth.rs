@@ -175,9 +175,12 @@ pub async fn enforce(
         let principal = principal(&state, &parts.headers).await?;
         check_csrf(&state, &parts, principal.as_ref())?;
         check_password_change(principal.as_ref(), route)?;
-        let org = match RawPathParams::from_request_parts(&mut parts, &state).await {
-            Ok(params) => params.iter().find(|(k, _)| *k == "org").map(|(_, v)| v.to_owned()),
-            Err(_) => None,
+        let org = match access {
+            Access::Caller(_) => parts.headers.get("x-organization-slug").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()),
+            _ => match RawPathParams::from_request_parts(&mut parts, &state).await {
+                Ok(params) => params.iter().find(|(k, _)| *k == "org").map(|(_, v)| v.to_owned()),
+                Err(_) => None,
+            },
         };
         let grant = state.services.authorize(principal.as_ref(), access, org.as_deref()).await?;
         Ok::<_, Error>((principal, grant))

@@ -26,7 +26,7 @@ fn r(method: &'static str, path: &'static str, access: Access, kind: Kind, handl
 }
 
 fn table() -> Vec<Entry> {
-    use Access::{Instance, Org, Public, SignedIn};
+    use Access::{Caller, Instance, Org, Public, SignedIn};
     use Kind::{Api, Page};
     vec![
         r("GET", "/healthz", Public, Api, get(api::system::healthz)),
@@ -65,6 +65,8 @@ fn table() -> Vec<Entry> {
         // Providers and agents (from the config directory)
         r("GET", "/api/orgs/{org}/providers", Org(P::OrgSettings), Api, get(api::catalog::providers)),
         r("GET", "/api/orgs/{org}/agents", Org(P::ChatUse), Api, get(api::catalog::agents)),
+        // OpenAI-compatible API (TALE-COMPAT §9.2)
+        r("GET", "/api/v1/models", Caller(P::ChatUse), Api, get(api::openai_compat::models)),
         // Settings
         r("GET", "/api/orgs/{org}/settings", Org(P::OrgSettings), Api, get(api::settings::get)),
         r("PUT", "/api/orgs/{org}/settings", Org(P::OrgSettings), Api, put(api::settings::put)),

@@ -140,9 +140,33 @@ impl Services {
             }
             Access::Org(p) => (p, org_slug.ok_or(Error::NotFound("organization"))?),
             Access::Instance(p) => (p, Org::DEFAULT_SLUG),
+            Access::Caller(p) => {
+                let principal = principal.ok_or(Error::Unauthenticated)?;
+                let slug = match org_slug {
+                    Some(s) => s.to_owned(),
+                    None => self.caller_org(principal).await?,
+                };
+                return self.grant(principal, &slug, p).await.map(Some);
+            }
         };
         let principal = principal.ok_or(Error::Unauthenticated)?;
         self.grant(principal, slug, permission).await.map(Some)
+    }
+
+    /// The organisation a request means when it names none: the API key's, else the only one.
+    async fn caller_org(&self, principal: &Principal) -> Result<String> {
+        if let AuthVia::ApiKey { org_id, .. } = &principal.via {
+            let org = self.store.org_by_id(org_id).await?.ok_or(Error::NotFound("organization"))?;
+            return Ok(org.slug);
+        }
+        let all = self.store.orgs_for_user(&principal.user.id).await?;
+        let active: Vec<&(Org, Role)> = all.iter().filter(|(_, r)| *r != Role::Disabled).collect();
+        match (active.as_slice(), all.as_slice()) {
+            ([(org, _)], _) => Ok(org.slug.clone()),
+            // Only a disabled membership: name it, so the caller is told the role is refused.
+            ([], [(org, _)]) => Ok(org.slug.clone()),
+            _ => Err(Error::invalid("Failed to resolve organization: send X-Organization-Slug")),
+        }
     }
 
     pub async fn grant(&self, principal: &Principal, org_slug: &str, permission: Permission) -> Result<Grant> {

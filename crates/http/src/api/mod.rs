@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod keys;
+pub mod openai_compat;
 pub mod orgs;
 pub mod settings;
 pub mod system;

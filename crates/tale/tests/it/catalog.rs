@@ -73,3 +73,23 @@ async fn each_role_sees_what_it_may_and_edits_apply_live() {
     assert!(slugs(&m, "agents").contains(&"helper".to_owned()));
     assert_eq!(m["skipped"], serde_json::json!([]), "members do not see file problems");
 }
+
+/// The official `openai` Python SDK lists models with a personal API key.
+#[tokio::test]
+async fn the_openai_python_sdk_lists_models() {
+    let ts = TestServer::boot().await;
+    copy_examples(&ts.data_dir().join("config"));
+    let owner = ts.owner().await;
+    let (_, key) = owner.json(Method::POST, "/api/orgs/default/api-keys", Some(serde_json::json!({"name": "sdk"}))).await;
+    let key = key["secret"].as_str().unwrap().to_owned();
+    let script = "import os, json\nfrom openai import OpenAI\nc = OpenAI(base_url=os.environ['BASE'], api_key=os.environ['KEY'])\nprint(json.dumps([[m.id, m.owned_by] for m in c.models.list()]))";
+    let base = format!("{}/api/v1", ts.base);
+    let out = tokio::process::Command::new("python3").arg("-c").arg(script).env("BASE", &base).env("KEY", &key).output().await.unwrap();
+    assert!(out.status.success(), "openai SDK failed (scripts/test.sh installs it): {}", String::from_utf8_lossy(&out.stderr));
+    let models: Vec<(String, String)> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(models.contains(&("deepseek/deepseek-v4-flash".into(), "openrouter".into())), "{models:?}");
+    assert!(models.iter().all(|(id, _)| !id.contains("embedding") && id != "whisper-1"), "chat models only: {models:?}");
+    let out = tokio::process::Command::new("python3").arg("-c").arg(script).env("BASE", &base).env("KEY", "tale_wrong").output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+}

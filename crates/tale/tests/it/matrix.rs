@@ -56,7 +56,7 @@ async fn every_route_as_every_role() {
             let status = r.status();
             let expect_allowed = match spec.access {
                 Access::Public | Access::SignedIn => true,
-                Access::Org(p) | Access::Instance(p) => p.allows(*role),
+                Access::Org(p) | Access::Instance(p) | Access::Caller(p) => p.allows(*role),
             };
             let was_denied = denied(spec.kind, r).await;
             if expect_allowed {
