@@ -21,6 +21,7 @@
 //! | `account_locked` | 429 | too many failed sign-ins (with `Retry-After`) |
 //! | `rate_limited` | 429 | too many requests (with `Retry-After`) |
 //! | `internal` | 500 | a bug |
+//! | `upstream_error` | 502 | the model provider failed (its status and text in the message) |
 //! | `store_unavailable` | 503 | the store failed |
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -36,6 +37,8 @@ pub enum ApiError {
     PayloadTooLarge,
     RouteNotFound,
     MethodNotAllowed,
+    /// The model provider failed; the message carries its status and words.
+    Upstream(String),
     /// A handler asked for a grant its route's access rule did not produce: a wiring bug.
     MissingAccessCheck,
 }
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than the configured limit".to_owned()),
             ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "not_found", "no such API route".to_owned()),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method".to_owned()),
+            ApiError::Upstream(m) => (StatusCode::BAD_GATEWAY, "upstream_error", m.clone()),
             ApiError::MissingAccessCheck => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has details".to_owned()),
         }
     }
@@ -107,6 +111,7 @@ impl IntoResponse for ApiError {
             ApiError::Domain(Domain::Store(detail) | Domain::Internal(detail)) => {
                 tracing::error!(code, detail = %detail, "request failed");
             }
+            ApiError::Upstream(m) => tracing::warn!(message = %m, "model provider failed"),
             ApiError::MissingAccessCheck => tracing::error!("handler needs a grant its route does not produce"),
             _ => {}
         }

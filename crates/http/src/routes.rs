@@ -67,6 +67,7 @@ fn table() -> Vec<Entry> {
         r("GET", "/api/orgs/{org}/agents", Org(P::ChatUse), Api, get(api::catalog::agents)),
         // OpenAI-compatible API (TALE-COMPAT §9.2)
         r("GET", "/api/v1/models", Caller(P::ChatUse), Api, get(api::openai_compat::models)),
+        r("POST", "/api/v1/chat/completions", Caller(P::ChatUse), Api, post(api::openai_compat::chat_completions)),
         // Settings
         r("GET", "/api/orgs/{org}/settings", Org(P::OrgSettings), Api, get(api::settings::get)),
         r("PUT", "/api/orgs/{org}/settings", Org(P::OrgSettings), Api, put(api::settings::put)),

@@ -14,6 +14,10 @@ pub struct Inner {
     pub services: Arc<Services>,
     /// Providers and agents from the config directory, reloaded when files change.
     pub catalog: Arc<tale_agent::catalog::Catalog>,
+    /// Identities for SOPS-encrypted provider secrets (`SOPS_AGE_KEY` / `SOPS_AGE_KEY_FILE`).
+    pub age_keys: tale_secrets::AgeKeys,
+    /// `openai:chat`: 30 requests per minute per client address (TALE-COMPAT §9.2).
+    pub chat_limiter: tale_core::service::RateLimiter,
     pub config: Arc<Config>,
     pub metrics: Metrics,
     trusted: Vec<ProxyRule>,
@@ -32,13 +36,15 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(services: Arc<Services>, config: Arc<Config>) -> Result<Self, String> {
+    pub fn new(services: Arc<Services>, config: Arc<Config>, age_keys: tale_secrets::AgeKeys) -> Result<Self, String> {
         let trusted = config.trusted_proxies.iter().map(|s| ProxyRule::parse(s)).collect::<Result<_, _>>()?;
         let (closing, _) = tokio::sync::watch::channel(false);
         let catalog = Arc::new(tale_agent::catalog::Catalog::new(config.config_dir.clone()));
         Ok(AppState(Arc::new(Inner {
             services,
             catalog,
+            age_keys,
+            chat_limiter: tale_core::service::RateLimiter::new(30, std::time::Duration::from_secs(60)),
             config,
             metrics: Metrics::new(),
             trusted,

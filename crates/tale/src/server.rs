@@ -47,7 +47,11 @@ pub async fn start(config: Config) -> Result<Server> {
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
     let services = services(&config, store.clone())?;
     let config = Arc::new(config);
-    let state = AppState::new(services.clone(), config.clone()).map_err(|e| anyhow::anyhow!("TALE_TRUSTED_PROXIES: {e}"))?;
+    let age_keys = tale_secrets::AgeKeys::from_env(&crate::settings::process_env)?;
+    if age_keys.is_empty() {
+        tracing::info!("no SOPS_AGE_KEY or SOPS_AGE_KEY_FILE: provider secrets must be plaintext files with mode 0600");
+    }
+    let state = AppState::new(services.clone(), config.clone(), age_keys).map_err(|e| anyhow::anyhow!("TALE_TRUSTED_PROXIES: {e}"))?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another program using that port? Choose another with --listen", config.listen)

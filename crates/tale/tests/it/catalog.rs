@@ -93,3 +93,91 @@ async fn the_openai_python_sdk_lists_models() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Chat completions through Tale to a scripted upstream, driven by the official Python SDK:
+/// plain, streamed (with usage), with tools, and an upstream failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_sdk_chats_through_tale() {
+    use std::os::unix::fs::PermissionsExt;
+    use tale_testkit::{Script, ScriptedProvider};
+    let upstream = ScriptedProvider::start().await;
+    let ts = TestServer::boot().await;
+    let providers = ts.data_dir().join("config/providers");
+    std::fs::create_dir_all(&providers).unwrap();
+    std::fs::write(
+        providers.join("local.json"),
+        serde_json::json!({"displayName": "Local", "baseUrl": upstream.base_url, "providerOptions": {"provider": {"sort": "price"}},
+            "models": [{"id": "test-model", "displayName": "Test", "tags": ["chat"]}]}).to_string(),
+    )
+    .unwrap();
+    let secrets = providers.join("local.secrets.json");
+    std::fs::write(&secrets, r#"{"apiKey": "sk-upstream-secret"}"#).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let owner = ts.owner().await;
+    let (_, key) = owner.json(Method::POST, "/api/orgs/default/api-keys", Some(serde_json::json!({"name": "sdk"}))).await;
+    let key = key["secret"].as_str().unwrap().to_owned();
+
+    upstream.push(Script::text("Plain answer."));
+    upstream.push(Script::text("Streamed answer, in pieces."));
+    upstream.push(Script::Reply {
+        deltas: vec![],
+        tool_calls: vec![("call_9".into(), "get_weather".into(), r#"{"city":"Bern"}"#.into())],
+        usage: (20, 5),
+        first_token_delay: Duration::ZERO,
+    });
+    upstream.push(Script::Status { code: 401, retry_after: None, body: r#"{"error":{"message":"bad upstream key"}}"#.into() });
+    let script = r#"
+import os, json, openai
+from openai import OpenAI
+c = OpenAI(base_url=os.environ['BASE'], api_key=os.environ['KEY'], max_retries=0)
+msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+out = {}
+r = c.chat.completions.create(model="test-model", messages=msgs)
+out["plain"] = [r.choices[0].message.content, r.choices[0].finish_reason, r.usage.prompt_tokens]
+text, usage = "", None
+for ch in c.chat.completions.create(model="test-model", messages=msgs, stream=True, stream_options={"include_usage": True}):
+    if ch.choices and ch.choices[0].delta.content:
+        text += ch.choices[0].delta.content
+    if ch.usage:
+        usage = ch.usage.total_tokens
+out["stream"] = [text, usage]
+tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+r = c.chat.completions.create(model="test-model", messages=msgs, tools=tools)
+call = r.choices[0].message.tool_calls[0]
+out["tools"] = [call.id, call.function.name, call.function.arguments, r.choices[0].finish_reason]
+try:
+    c.chat.completions.create(model="test-model", messages=msgs)
+except openai.APIStatusError as e:
+    out["error"] = [e.status_code, str(e)]
+try:
+    c.chat.completions.create(model="no-such-model", messages=msgs)
+except openai.APIStatusError as e:
+    out["unknown"] = [e.status_code, str(e)]
+print(json.dumps(out))
+"#;
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("BASE", format!("{}/api/v1", ts.base))
+        .env("KEY", &key)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["plain"], serde_json::json!(["Plain answer.", "stop", 12]));
+    assert_eq!(r["stream"][0], "Streamed answer, in pieces.");
+    assert_eq!(r["stream"][1], 12 + 7, "usage chunk passed on");
+    assert_eq!(r["tools"], serde_json::json!(["call_9", "get_weather", "{\"city\":\"Bern\"}", "tool_calls"]));
+    assert_eq!(r["error"][0], 502);
+    assert!(r["error"][1].as_str().unwrap().contains("bad upstream key"), "{}", r["error"]);
+    assert_eq!(r["unknown"][0], 400);
+    assert!(r["unknown"][1].as_str().unwrap().contains("no provider defines model 'no-such-model'"));
+
+    // What reached the upstream: its own key (never the caller's), the merged provider options.
+    let (headers, body) = &upstream.requests()[0];
+    assert_eq!(headers["authorization"], "Bearer sk-upstream-secret");
+    assert_eq!(body["provider"], serde_json::json!({"sort": "price"}));
+    assert_eq!(body["messages"][1], serde_json::json!({"role": "user", "content": "Hi"}));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("sk-upstream-secret"));
+}
