@@ -16,6 +16,12 @@ use tale_ui::{account, org as org_ui, Nav, Shell};
 
 type PageResult = Result<Response, ApiError>;
 
+/// A same-site path: `/x`, but not `//host` or `/\host`, which browsers treat as another site.
+pub fn is_local_path(p: &str) -> bool {
+    let mut chars = p.chars();
+    chars.next() == Some('/') && !matches!(chars.next(), Some('/') | Some('\\')) && !p.contains(['\r', '\n'])
+}
+
 /// Percent-encodes a path for a `next=` parameter.
 pub fn encode_next(target: &str) -> String {
     target
@@ -113,7 +119,7 @@ pub struct SignInQuery {
 
 pub async fn sign_in(State(state): State<AppState>, MaybeAuthed(p): MaybeAuthed, Query(q): Query<SignInQuery>) -> PageResult {
     // Only local paths are honoured, so the parameter cannot send people elsewhere.
-    let next = q.next.filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_default();
+    let next = q.next.filter(|n| is_local_path(n)).unwrap_or_default();
     if p.is_some() {
         return Ok(Redirect::to(if next.is_empty() { "/" } else { &next }).into_response());
     }
@@ -221,4 +227,17 @@ pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
         asset.body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_path;
+
+    #[test]
+    fn only_same_site_paths_are_followed() {
+        assert!(is_local_path("/dashboard/default/members?x=1"));
+        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "", "/a\r\nSet-Cookie: x"] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
+    }
 }

@@ -92,7 +92,9 @@
     if (!res.ok) { showError(form, res.message); return; }
     if (form.dataset.next !== undefined || (res.data && res.data.redirect && form.dataset.result === undefined && form.dataset.success === undefined)) {
       var next = form.dataset.next;
-      var target = next && next.charAt(0) === "/" && next.charAt(1) !== "/" ? next : (res.data && res.data.redirect) || "/";
+      // Only same-site paths: "//host" and "/\host" would leave the site.
+      var local = next && next.charAt(0) === "/" && next.charAt(1) !== "/" && next.charAt(1) !== "\\";
+      var target = local ? next : (res.data && res.data.redirect) || "/";
       if (res.data && res.data.mustChangePassword) { target = "/account"; }
       window.location.assign(target);
       return;
