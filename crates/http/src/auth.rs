@@ -113,10 +113,13 @@ fn is_safe(method: &Method) -> bool {
 
 /// Cookie-authenticated changes need the session's CSRF token in `X-CSRF-Token`. Requests
 /// without a session (sign-in, setup) must at least not come from another origin.
-fn check_csrf(state: &AppState, parts: &Parts, principal: Option<&Principal>) -> Result<(), Error> {
+fn check_csrf(state: &AppState, parts: &Parts, principal: Option<&Principal>, access: Access) -> Result<(), Error> {
     if is_safe(&parts.method) {
         return Ok(());
     }
+    // Public routes act on no session (setup, sign-in, accepting an invitation): the origin rule
+    // applies even when the browser happens to hold a session cookie.
+    let principal = if access == Access::Public { None } else { principal };
     match principal.map(|p| &p.via) {
         Some(AuthVia::ApiKey { .. }) => Ok(()),
         Some(AuthVia::Session { csrf_token, .. }) => {
@@ -173,7 +176,7 @@ pub async fn enforce(
     let mut meta = request_meta(&state, &parts);
     let outcome = async {
         let principal = principal(&state, &parts.headers).await?;
-        check_csrf(&state, &parts, principal.as_ref())?;
+        check_csrf(&state, &parts, principal.as_ref(), access)?;
         check_password_change(principal.as_ref(), route)?;
         let org = match access {
             Access::Caller(_) => parts.headers.get("x-organization-slug").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()),

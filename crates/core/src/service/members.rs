@@ -202,6 +202,10 @@ impl Services {
     /// Accepts an invitation: a new account (name + password) or, when the e-mail already has an
     /// account, that account's password. Signs the invitee in.
     pub async fn accept_invitation(&self, token: &str, name: Option<&str>, password: &str, meta: &RequestMeta) -> Result<SignedIn> {
+        // Accepting checks a password, so it shares the sign-in limit per client address.
+        if let Err(retry_after_secs) = self.sign_in_limiter.hit(meta.ip.as_deref().unwrap_or("unknown")) {
+            return Err(Error::RateLimited { retry_after_secs });
+        }
         let view = self.invitation_view(token).await?;
         let inv = view.invitation.ok_or(Error::NotFound("invitation"))?;
         let existing = self.store.user_by_email(&inv.email).await?;

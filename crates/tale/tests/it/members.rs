@@ -187,3 +187,24 @@ async fn settings_are_validated_saved_and_audited() {
     assert_eq!((s, error_code(&b)), (StatusCode::UNPROCESSABLE_ENTITY, "weak_password"));
     assert!(b["error"]["message"].as_str().unwrap().contains("12 characters"));
 }
+
+#[tokio::test]
+async fn an_invitation_opens_in_a_browser_that_holds_another_session() {
+    let ts = TestServer::boot().await;
+    let owner = ts.owner().await;
+    let (_, inv) = owner.json(Method::POST, "/api/orgs/default/invitations", Some(json!({"email": "colleague@example.com", "role": "member"}))).await;
+    let token = inv["link"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    // Same cookie jar as the Owner, no CSRF header: public routes follow the same-origin rule.
+    let mut browser = owner.clone();
+    browser.csrf = None;
+    let (s, b) = browser.json(Method::POST, &format!("/api/invitations/{token}/accept"), Some(json!({"name": "Col", "password": PASSWORD}))).await;
+    assert_eq!(s, 200, "{b}");
+    let cross = reqwest::Client::new()
+        .post(ts.url(&format!("/api/invitations/{token}/accept")))
+        .header("origin", "https://evil.example")
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN, "other origins are still refused");
+}
