@@ -6,7 +6,9 @@
 
 use crate::audit::{self, Actor, AuditDraft, AuditFilter, Category, RequestMeta};
 use crate::id::{new_id, now_ms};
-use crate::model::{ApiKey, Invitation, LoginAttempts, Org, Session, User};
+use crate::model::{ApiKey, Invitation, Org, Session, User};
+use crate::settings::LoginPolicy;
+use crate::store::EndSessions;
 use crate::role::Role;
 use crate::rules::RoleRequest;
 use crate::store::Store;
@@ -91,7 +93,7 @@ pub async fn users_and_setup(store: Arc<dyn Store>) {
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
     assert_eq!(chain_ok(&store, &org).await, 1, "a refused create appends no audit row");
 
-    store.set_password(&owner.id, "$argon2id$new", true, false, draft(&org, "password_reset")).await.unwrap();
+    store.set_password(&owner.id, "$argon2id$new", true, EndSessions::None, draft(&org, "password_reset")).await.unwrap();
     let changed = store.user_by_id(&owner.id).await.unwrap().unwrap();
     assert_eq!(changed.password_hash, "$argon2id$new");
     assert!(changed.must_change_password);
@@ -131,31 +133,42 @@ pub async fn sessions(store: Arc<dyn Store>) {
 
     store.delete_session(&a.id, draft(&org, "sign_out")).await.unwrap();
     assert!(store.session_by_token_hash("hash-a").await.unwrap().is_none());
-    store.create_session(&mk("hash-c", now + 60_000), &owner.email, draft(&org, "sign_in")).await.unwrap();
-    assert_eq!(store.delete_user_sessions(&owner.id, draft(&org, "sign_out_everywhere")).await.unwrap(), 2);
+    let c = mk("hash-c", now + 60_000);
+    store.create_session(&c, &owner.email, draft(&org, "sign_in")).await.unwrap();
+    store.create_session(&mk("hash-d", now + 60_000), &owner.email, draft(&org, "sign_in")).await.unwrap();
+    store.set_password(&owner.id, "$argon2id$x", false, EndSessions::AllBut(c.id.clone()), draft(&org, "password_changed")).await.unwrap();
+    assert!(store.session_by_token_hash("hash-c").await.unwrap().is_some(), "the changing session stays");
+    assert!(store.session_by_token_hash("hash-d").await.unwrap().is_none(), "the others end");
+    assert_eq!(store.delete_user_sessions(&owner.id, draft(&org, "sign_out_everywhere")).await.unwrap(), 1);
     assert!(store.session_by_token_hash("hash-b").await.unwrap().is_none());
     chain_ok(&store, &org).await;
 }
 
 pub async fn login_attempts(store: Arc<dyn Store>) {
     let (org, owner) = setup(&store).await;
+    let policy = LoginPolicy { max_failures: 3, backoff_secs: vec![5, 50] };
     assert!(store.login_attempts("ghost@example.com").await.unwrap().is_none());
-    for failures in 1..=3 {
-        let a = LoginAttempts { email_key: "ghost@example.com".into(), failures, locked_until: 5, updated_at: now_ms() };
-        store.record_login_failure(&a, draft(&org, "sign_in_failed")).await.unwrap();
+    // Concurrent failures all count.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (store, org, policy) = (store.clone(), org.clone(), policy.clone());
+        tasks.push(tokio::spawn(async move { store.record_login_failure("ghost@example.com", 1_000, &policy, draft(&org, "sign_in_failed")).await.unwrap() }));
+    }
+    for t in tasks {
+        t.await.unwrap();
     }
     let a = store.login_attempts("ghost@example.com").await.unwrap().unwrap();
-    assert_eq!((a.failures, a.locked_until), (3, 5));
+    assert_eq!((a.failures, a.locked_until), (4, 1_000 + 50_000), "the fourth failure takes the second lock step");
     // A successful sign-in clears that address's count.
-    let a = LoginAttempts { email_key: owner.email.clone(), failures: 2, locked_until: 0, updated_at: now_ms() };
-    store.record_login_failure(&a, draft(&org, "sign_in_failed")).await.unwrap();
+    let a = store.record_login_failure(&owner.email, 1_000, &policy, draft(&org, "sign_in_failed")).await.unwrap();
+    assert_eq!((a.failures, a.locked_until), (1, 0));
     let s = Session {
         id: new_id(), user_id: owner.id.clone(), token_hash: "h".into(), csrf_token: "c".into(),
         created_at: 0, expires_at: i64::MAX, last_seen_at: 0, ip: None, user_agent: None,
     };
     store.create_session(&s, &owner.email, draft(&org, "sign_in")).await.unwrap();
     assert!(store.login_attempts(&owner.email).await.unwrap().is_none());
-    assert_eq!(chain_ok(&store, &org).await, 6);
+    assert_eq!(chain_ok(&store, &org).await, 7);
 }
 
 pub async fn api_keys(store: Arc<dyn Store>) {

@@ -31,6 +31,12 @@ const TWO_ADMINS: &str = "at least two Admins (the Owner counts as one) must rem
 pub fn plan(members: &[(String, Role)], request: &RoleRequest) -> Result<Vec<Assignment>> {
     let role_of = |id: &str| members.iter().find(|(u, _)| u == id).map(|(_, r)| *r);
     let owner = members.iter().find(|(_, r)| *r == Role::Owner).map(|(u, _)| u.clone());
+    // The actor's own role is re-read here, inside the transaction: an Admin demoted a moment
+    // ago cannot still change others.
+    if let RoleRequest::Set { actor: Some(a), .. } | RoleRequest::Remove { actor: Some(a), .. } = request
+        && !role_of(a).is_some_and(Role::is_admin) {
+            return Err(Error::InsufficientRole);
+        }
     let changes = match request {
         RoleRequest::Set { actor, target, role } => {
             let from = role_of(target).ok_or(Error::NotFound("member"))?;
@@ -139,6 +145,13 @@ mod tests {
         assert!(plan(&m, &rm).is_err());
         let rm = RoleRequest::Remove { actor: Some("a".into()), target: "e".into() };
         assert_eq!(plan(&m, &rm).unwrap(), vec![Assignment { user_id: "e".into(), from: Editor, to: None }]);
+    }
+
+    #[test]
+    fn an_actor_who_lost_admin_meanwhile_is_refused() {
+        let m = org(&[("o", Owner), ("a", Member), ("b", Admin), ("c", Admin), ("e", Editor)]);
+        assert!(matches!(plan(&m, &set("a", "e", Member)), Err(Error::InsufficientRole)));
+        assert!(plan(&m, &set("b", "e", Member)).is_ok());
     }
 
     #[test]

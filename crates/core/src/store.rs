@@ -8,7 +8,17 @@ use crate::audit::{AuditDraft, AuditFilter, AuditRecord};
 use crate::model::{ApiKey, Invitation, LoginAttempts, Member, Org, Session, User};
 use crate::role::Role;
 use crate::rules::{Assignment, RoleRequest};
+use crate::settings::LoginPolicy;
 use crate::Result;
+
+/// Which sessions a password change ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndSessions {
+    None,
+    All,
+    /// Every session but the one making the change.
+    AllBut(String),
+}
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -20,19 +30,20 @@ pub trait AccountStore: Send + Sync {
     async fn user_by_id(&self, id: &str) -> Result<Option<User>>;
     /// Creates a user and their first membership. `Conflict` if the e-mail is taken.
     async fn create_user(&self, user: &User, org_id: &str, role: Role, audit: AuditDraft) -> Result<()>;
-    /// Replaces the password hash; optionally ends every session of the user.
+    /// Replaces the password hash and ends the user's sessions as `end` says.
     async fn set_password(
         &self,
         user_id: &str,
         password_hash: &str,
         must_change: bool,
-        end_sessions: bool,
+        end: EndSessions,
         audit: AuditDraft,
     ) -> Result<()>;
 
     async fn login_attempts(&self, email_key: &str) -> Result<Option<LoginAttempts>>;
-    /// Stores the new failure count (and lock) and audits the failure.
-    async fn record_login_failure(&self, attempts: &LoginAttempts, audit: AuditDraft) -> Result<()>;
+    /// Counts one more failure for the address atomically (concurrent failures all count),
+    /// locks it as `policy` says, audits the failure, and returns the new state.
+    async fn record_login_failure(&self, email_key: &str, now: i64, policy: &LoginPolicy, audit: AuditDraft) -> Result<LoginAttempts>;
 
     /// Starts a session, clears the e-mail's failure count, audits the sign-in.
     async fn create_session(&self, session: &Session, email_key: &str, audit: AuditDraft) -> Result<()>;

@@ -88,14 +88,15 @@ fn request_meta(state: &AppState, parts: &Parts) -> RequestMeta {
 
 /// Resolves the caller. A bad bearer key is an error; a bad or expired cookie is just no session.
 pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, Error> {
-    if let Some(auth) = headers.get(header::AUTHORIZATION) {
-        let value = auth.to_str().map_err(|_| Error::Unauthenticated)?;
-        let key = value.strip_prefix("Bearer ").ok_or(Error::Unauthenticated)?.trim();
-        // Other bearer tokens (e.g. the metrics token) are not ours to judge here.
-        if key.starts_with("tale_") {
-            return state.services.authenticate_api_key(key).await.map(Some);
+    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        // Only `Bearer tale_…` is ours; other schemes (a proxy's Basic auth) and other bearer
+        // tokens (the metrics token) are left alone.
+        if let Some((scheme, key)) = value.trim().split_once(' ') {
+            let key = key.trim();
+            if scheme.eq_ignore_ascii_case("bearer") && key.starts_with("tale_") {
+                return state.services.authenticate_api_key(key).await.map(Some);
+            }
         }
-        return Ok(None);
     }
     match read_cookie(headers, cookie_name(state.config.is_https())) {
         Some(token) => match state.services.authenticate_session(token).await {

@@ -29,7 +29,12 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .map(str::to_owned)
         .unwrap_or_else(tale_core::id::new_id);
     request.extensions_mut().insert(RequestId(id.clone()));
-    let method = request.method().as_str().to_owned();
+    // A fixed label set: arbitrary methods must not mint new time series.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "OTHER",
+    }
+    .to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -18,8 +18,9 @@ type PageResult = Result<Response, ApiError>;
 
 /// A same-site path: `/x`, but not `//host` or `/\host`, which browsers treat as another site.
 pub fn is_local_path(p: &str) -> bool {
-    let mut chars = p.chars();
-    chars.next() == Some('/') && !matches!(chars.next(), Some('/') | Some('\\')) && !p.contains(['\r', '\n'])
+    // Browsers drop tabs and newlines and read `\` as `/` before parsing a URL, so any of them
+    // could turn `/x` into `//host`.
+    p.starts_with('/') && !p.starts_with("//") && !p.chars().any(|c| c.is_control() || c == '\\')
 }
 
 /// Percent-encodes a path for a `next=` parameter.
@@ -236,7 +237,7 @@ mod tests {
     #[test]
     fn only_same_site_paths_are_followed() {
         assert!(is_local_path("/dashboard/default/members?x=1"));
-        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "", "/a\r\nSet-Cookie: x"] {
+        for bad in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/x/\\y", "https://evil.example", "evil", "", "/a\r\nSet-Cookie: x"] {
             assert!(!is_local_path(bad), "{bad:?}");
         }
     }

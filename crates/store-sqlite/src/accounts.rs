@@ -8,7 +8,8 @@ use sqlx::Row;
 use tale_core::audit::AuditDraft;
 use tale_core::model::{ApiKey, LoginAttempts, Session, User};
 use tale_core::role::Role;
-use tale_core::store::AccountStore;
+use tale_core::settings::LoginPolicy;
+use tale_core::store::{AccountStore, EndSessions};
 use tale_core::{Error, Result};
 
 pub(crate) const USER_COLUMNS: &str =
@@ -138,7 +139,7 @@ impl AccountStore for SqliteStore {
         user_id: &str,
         password_hash: &str,
         must_change: bool,
-        end_sessions: bool,
+        end: EndSessions,
         audit: AuditDraft,
     ) -> Result<()> {
         let mut tx = self.write_tx().await?;
@@ -159,8 +160,19 @@ impl AccountStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        if end_sessions {
-            sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(user_id).execute(&mut *tx).await.map_err(db_err)?;
+        match &end {
+            EndSessions::None => {}
+            EndSessions::All => {
+                sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(user_id).execute(&mut *tx).await.map_err(db_err)?;
+            }
+            EndSessions::AllBut(keep) => {
+                sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id <> ?")
+                    .bind(user_id)
+                    .bind(keep)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
         }
         append(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)
@@ -180,22 +192,32 @@ impl AccountStore for SqliteStore {
         }))
     }
 
-    async fn record_login_failure(&self, attempts: &LoginAttempts, audit: AuditDraft) -> Result<()> {
+    async fn record_login_failure(&self, email_key: &str, now: i64, policy: &LoginPolicy, audit: AuditDraft) -> Result<LoginAttempts> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO login_attempts (email_key, failures, locked_until, updated_at) VALUES (?,?,?,?)
-             ON CONFLICT(email_key) DO UPDATE SET failures = excluded.failures,
-                locked_until = excluded.locked_until, updated_at = excluded.updated_at",
+        let failures: i64 = sqlx::query(
+            "INSERT INTO login_attempts (email_key, failures, locked_until, updated_at) VALUES (?, 1, 0, ?)
+             ON CONFLICT(email_key) DO UPDATE SET failures = login_attempts.failures + 1, updated_at = excluded.updated_at
+             RETURNING failures",
         )
-        .bind(&attempts.email_key)
-        .bind(i64::from(attempts.failures))
-        .bind(attempts.locked_until)
-        .bind(attempts.updated_at)
-        .execute(&mut *tx)
+        .bind(email_key)
+        .bind(now)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)?
+        .get(0);
+        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+        let lock_ms = i64::try_from(policy.lock_secs(failures)).unwrap_or(0) * 1000;
+        let locked_until = if lock_ms > 0 { now + lock_ms } else { 0 };
+        sqlx::query("UPDATE login_attempts SET locked_until = ? WHERE email_key = ?")
+            .bind(locked_until)
+            .bind(email_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let audit = audit.metadata(serde_json::json!({"failures": failures, "lockedForSecs": lock_ms / 1000}));
         append(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        Ok(LoginAttempts { email_key: email_key.to_owned(), failures, locked_until, updated_at: now })
     }
 
     async fn create_session(&self, session: &Session, email_key: &str, audit: AuditDraft) -> Result<()> {

@@ -3,7 +3,8 @@
 use super::Services;
 use crate::audit::{Actor, AuditDraft, Category, RequestMeta, Status};
 use crate::id::{new_id, now_ms};
-use crate::model::{normalize_email, valid_email, LoginAttempts, Org, Session, User};
+use crate::model::{normalize_email, valid_email, Org, Session, User};
+use crate::store::EndSessions;
 use crate::role::Role;
 use crate::rules::{Assignment, RoleRequest};
 use crate::secret::{hmac_hex, random_alphanumeric, random_token, sha256_hex};
@@ -166,58 +167,51 @@ impl Services {
         })
     }
 
+    /// Checks a password for an e-mail address under the lockout policy: a locked address is
+    /// refused before any work; a wrong password (or an unknown address, which costs the same
+    /// argon2 work) counts a failure and is audited as `action`. Sign-in, accepting an invitation
+    /// for an existing account and changing a password all go through here.
+    pub(crate) async fn guarded_verify(&self, email: &str, phc: Option<String>, password: &str, action: &str, meta: &RequestMeta) -> Result<()> {
+        let email_key = normalize_email(email);
+        let now = now_ms();
+        let default_org = self.store.org_by_slug(Org::DEFAULT_SLUG).await?;
+        let audit = |message: &str, status: Status| {
+            default_org.as_ref().map(|org| {
+                let actor = Actor { id: "anonymous".into(), email: Some(email_key.clone()), role: None, kind: crate::audit::ActorType::User };
+                AuditDraft::new(&org.id, &actor, meta, Category::Auth, action, "session").failed(status, message)
+            })
+        };
+        if let Some(attempts) = self.store.login_attempts(&email_key).await?
+            && attempts.locked_until > now {
+                let retry_after_secs = u64::try_from((attempts.locked_until - now + 999) / 1000).unwrap_or(1);
+                if let Some(a) = audit("account locked", Status::Denied) {
+                    self.store.append_audit(a).await?;
+                    self.changed();
+                }
+                return Err(Error::AccountLocked { retry_after_secs });
+            }
+        if verify_password(phc, password.to_owned()).await {
+            return Ok(());
+        }
+        if let Some(a) = audit("invalid email or password", Status::Failure) {
+            let policy = self.security_policy().await?.login_policy;
+            self.store.record_login_failure(&email_key, now, &policy, a).await?;
+            self.changed();
+        }
+        Err(Error::InvalidCredentials)
+    }
+
     /// Password sign-in. Unknown e-mail and wrong password give the same error after the same work.
     pub async fn sign_in(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<SignedIn> {
         if let Err(retry_after_secs) = self.sign_in_limiter.hit(meta.ip.as_deref().unwrap_or("unknown")) {
             return Err(Error::RateLimited { retry_after_secs });
         }
-        let email_key = normalize_email(email);
-        let now = now_ms();
-        let policy = self.security_policy().await?.login_policy;
-        let attempts = self.store.login_attempts(&email_key).await?.unwrap_or_else(|| LoginAttempts {
-            email_key: email_key.clone(),
-            ..LoginAttempts::default()
-        });
-        let default_org = self.store.org_by_slug(Org::DEFAULT_SLUG).await?;
-        let failure_audit = |message: &str, status: Status| {
-            default_org.as_ref().map(|org| {
-                let actor = Actor { id: "anonymous".into(), email: Some(email_key.clone()), role: None, kind: crate::audit::ActorType::User };
-                AuditDraft::new(&org.id, &actor, meta, Category::Auth, "sign_in_failed", "session")
-                    .failed(status, message)
-            })
+        let user = self.store.user_by_email(&normalize_email(email)).await?;
+        self.guarded_verify(email, user.as_ref().map(|u| u.password_hash.clone()), password, "sign_in_failed", meta).await?;
+        let (Some(user), Some(org)) = (user, self.store.org_by_slug(Org::DEFAULT_SLUG).await?) else {
+            return Err(Error::InvalidCredentials);
         };
-        if attempts.locked_until > now {
-            let retry_after_secs = u64::try_from((attempts.locked_until - now + 999) / 1000).unwrap_or(1);
-            if let Some(audit) = failure_audit("account locked", Status::Denied) {
-                self.store.append_audit(audit).await?;
-                self.changed();
-            }
-            return Err(Error::AccountLocked { retry_after_secs });
-        }
-        let user = self.store.user_by_email(&email_key).await?;
-        let ok = verify_password(user.as_ref().map(|u| u.password_hash.clone()), password.to_owned()).await;
-        match (user, ok) {
-            (Some(user), true) => {
-                let org = default_org.ok_or(Error::InvalidCredentials)?;
-                self.start_session(user, &org.id, meta).await
-            }
-            _ => {
-                let failures = attempts.failures.saturating_add(1);
-                let lock_ms = i64::try_from(policy.lock_secs(failures)).unwrap_or(0) * 1000;
-                let updated = LoginAttempts {
-                    email_key: email_key.clone(),
-                    failures,
-                    locked_until: if lock_ms > 0 { now + lock_ms } else { 0 },
-                    updated_at: now,
-                };
-                if let Some(audit) = failure_audit("invalid email or password", Status::Failure) {
-                    let audit = audit.metadata(json!({"failures": failures, "lockedForSecs": lock_ms / 1000}));
-                    self.store.record_login_failure(&updated, audit).await?;
-                    self.changed();
-                }
-                Err(Error::InvalidCredentials)
-            }
-        }
+        self.start_session(user, &org.id, meta).await
     }
 
     /// Resolves a session cookie value; slides the expiry forward on use.
@@ -291,9 +285,7 @@ impl Services {
     }
 
     pub async fn change_password(&self, principal: &Principal, current: &str, new: &str, meta: &RequestMeta) -> Result<()> {
-        if !verify_password(Some(principal.user.password_hash.clone()), current.to_owned()).await {
-            return Err(Error::InvalidCredentials);
-        }
+        self.guarded_verify(&principal.user.email, Some(principal.user.password_hash.clone()), current, "password_change_failed", meta).await?;
         if current == new {
             return Err(Error::WeakPassword("the new password must differ from the current one".into()));
         }
@@ -302,7 +294,12 @@ impl Services {
         let org = self.default_org().await?;
         let audit = AuditDraft::new(&org.id, &Self::actor(principal, None), meta, Category::Auth, "password_changed", "user")
             .resource(&principal.user.id, &principal.user.email);
-        self.store.set_password(&principal.user.id, &hash, false, false, audit).await?;
+        // Other sessions end: a password change is how people lock out a stolen session.
+        let end = match principal.session_id() {
+            Some(id) => EndSessions::AllBut(id.to_owned()),
+            None => EndSessions::All,
+        };
+        self.store.set_password(&principal.user.id, &hash, false, end, audit).await?;
         self.changed();
         Ok(())
     }
@@ -375,7 +372,7 @@ impl Services {
         let org = self.default_org().await?;
         let audit = AuditDraft::new(&org.id, &Actor::cli(), &RequestMeta::default(), Category::Security, "password_reset", "user")
             .resource(&user.id, &user.email);
-        self.store.set_password(&user.id, &hash, true, true, audit).await?;
+        self.store.set_password(&user.id, &hash, true, EndSessions::All, audit).await?;
         self.changed();
         Ok(password)
     }

@@ -20,7 +20,8 @@ const TTL: Duration = Duration::from_secs(5);
 const MAX_ENTRIES: usize = 50_000;
 
 struct Map<K, V> {
-    entries: RwLock<HashMap<K, (V, Instant)>>,
+    /// Value, when stored, and the generation it was read at.
+    entries: RwLock<HashMap<K, (V, Instant, u64)>>,
     max: usize,
 }
 
@@ -33,17 +34,19 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
         Map { entries: RwLock::new(HashMap::new()), max }
     }
 
-    fn get(&self, key: &K) -> Option<V> {
+    /// Only entries read at the current generation count: one inserted after a concurrent clear
+    /// from data read before it is ignored.
+    fn get(&self, key: &K, generation: u64) -> Option<V> {
         let map = self.entries.read().ok()?;
-        map.get(key).filter(|(_, at)| at.elapsed() < TTL).map(|(v, _)| v.clone())
+        map.get(key).filter(|(_, at, g)| *g == generation && at.elapsed() < TTL).map(|(v, _, _)| v.clone())
     }
 
-    fn put(&self, key: K, value: V) {
+    fn put(&self, key: K, value: V, generation: u64) {
         if let Ok(mut map) = self.entries.write() {
             if map.len() >= self.max {
                 map.clear();
             }
-            map.insert(key, (value, Instant::now()));
+            map.insert(key, (value, Instant::now(), generation));
         }
     }
 
@@ -95,82 +98,82 @@ impl AuthCache {
     }
 
     pub(crate) fn memberships(&self, user_id: &str) -> Option<Vec<(Org, Role)>> {
-        self.memberships.get(&user_id.to_owned())
+        self.memberships.get(&user_id.to_owned(), self.generation())
     }
 
     pub(crate) fn put_memberships(&self, generation: u64, user_id: &str, list: &[(Org, Role)]) {
         if self.fresh(generation) {
-            self.memberships.put(user_id.to_owned(), list.to_vec());
+            self.memberships.put(user_id.to_owned(), list.to_vec(), generation);
         }
     }
 
     pub(crate) fn principal(&self, credential_hash: &str, now_ms: i64) -> Option<Principal> {
-        self.principals.get(&credential_hash.to_owned()).filter(|(_, until)| *until > now_ms).map(|(p, _)| p)
+        self.principals.get(&credential_hash.to_owned(), self.generation()).filter(|(_, until)| *until > now_ms).map(|(p, _)| p)
     }
 
     pub(crate) fn put_principal(&self, generation: u64, credential_hash: &str, principal: &Principal, valid_until_ms: i64) {
         if self.fresh(generation) {
-            self.principals.put(credential_hash.to_owned(), (principal.clone(), valid_until_ms));
+            self.principals.put(credential_hash.to_owned(), (principal.clone(), valid_until_ms), generation);
         }
     }
 
     pub(crate) fn org(&self, slug: &str) -> Option<Org> {
-        self.orgs.get(&slug.to_owned())
+        self.orgs.get(&slug.to_owned(), self.generation())
     }
 
     pub(crate) fn put_org(&self, generation: u64, org: &Org) {
         if self.fresh(generation) {
-            self.orgs.put(org.slug.clone(), org.clone());
+            self.orgs.put(org.slug.clone(), org.clone(), generation);
         }
     }
 
     pub(crate) fn role(&self, org_id: &str, user_id: &str) -> Option<Option<Role>> {
-        self.roles.get(&(org_id.to_owned(), user_id.to_owned()))
+        self.roles.get(&(org_id.to_owned(), user_id.to_owned()), self.generation())
     }
 
     pub(crate) fn put_role(&self, generation: u64, org_id: &str, user_id: &str, role: Option<Role>) {
         if self.fresh(generation) {
-            self.roles.put((org_id.to_owned(), user_id.to_owned()), role);
+            self.roles.put((org_id.to_owned(), user_id.to_owned()), role, generation);
         }
     }
 
     pub(crate) fn members(&self, org_id: &str) -> Option<Vec<Member>> {
-        self.members.get(&org_id.to_owned())
+        self.members.get(&org_id.to_owned(), self.generation())
     }
 
     pub(crate) fn put_members(&self, generation: u64, org_id: &str, list: &[Member]) {
         if self.fresh(generation) {
-            self.members.put(org_id.to_owned(), list.to_vec());
+            self.members.put(org_id.to_owned(), list.to_vec(), generation);
         }
     }
 
     pub(crate) fn settings(&self, org_id: &str) -> Option<Option<serde_json::Value>> {
-        self.settings.get(&org_id.to_owned())
+        self.settings.get(&org_id.to_owned(), self.generation())
     }
 
     pub(crate) fn put_settings(&self, generation: u64, org_id: &str, value: &Option<serde_json::Value>) {
         if self.fresh(generation) {
-            self.settings.put(org_id.to_owned(), value.clone());
+            self.settings.put(org_id.to_owned(), value.clone(), generation);
         }
     }
 
     pub(crate) fn api_keys(&self, user_id: &str, org_id: &str) -> Option<Vec<ApiKey>> {
-        self.api_keys.get(&(user_id.to_owned(), org_id.to_owned()))
+        self.api_keys.get(&(user_id.to_owned(), org_id.to_owned()), self.generation())
     }
 
     pub(crate) fn put_api_keys(&self, generation: u64, user_id: &str, org_id: &str, list: &[ApiKey]) {
         if self.fresh(generation) {
-            self.api_keys.put((user_id.to_owned(), org_id.to_owned()), list.to_vec());
+            self.api_keys.put((user_id.to_owned(), org_id.to_owned()), list.to_vec(), generation);
         }
     }
 
     pub(crate) fn audit_page(&self, key: &str) -> Option<Vec<AuditRecord>> {
-        self.audit_pages.get(&key.to_owned())
+        self.audit_pages.get(&key.to_owned(), self.generation())
     }
 
     pub(crate) fn put_audit_page(&self, generation: u64, key: &str, rows: &[AuditRecord]) {
         if self.fresh(generation) {
-            self.audit_pages.put(key.to_owned(), rows.to_vec());
+            self.audit_pages.put(key.to_owned(), rows.to_vec(), generation);
         }
     }
 

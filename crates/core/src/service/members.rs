@@ -211,12 +211,7 @@ impl Services {
         let existing = self.store.user_by_email(&inv.email).await?;
         let (user, new_user): (User, Option<User>) = match existing {
             Some(user) => {
-                let phc = user.password_hash.clone();
-                let pw = password.to_owned();
-                let ok = tokio::task::spawn_blocking(move || crate::password::verify(&phc, &pw)).await.unwrap_or(false);
-                if !ok {
-                    return Err(Error::InvalidCredentials);
-                }
+                self.guarded_verify(&user.email, Some(user.password_hash.clone()), password, "invitation_accept_failed", meta).await?;
                 (user, None)
             }
             None => {

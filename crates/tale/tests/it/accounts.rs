@@ -184,9 +184,19 @@ async fn password_change_checks_current_password_and_policy() {
     assert_eq!((s, error_code(&b)), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
     let (s, b) = o.json(Method::POST, "/api/me/password", Some(json!({"currentPassword": PASSWORD, "newPassword": "alllowercase"}))).await;
     assert_eq!((s, error_code(&b)), (StatusCode::UNPROCESSABLE_ENTITY, "weak_password"));
+    let elsewhere = ts.sign_in("owner@example.com", PASSWORD).await;
     let (s, _) = o.json(Method::POST, "/api/me/password", Some(json!({"currentPassword": PASSWORD, "newPassword": "New-password-2"}))).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(o.get("/api/me").await.status(), 200, "the changing session stays");
+    assert_eq!(elsewhere.get("/api/me").await.status(), StatusCode::UNAUTHORIZED, "other sessions end");
     ts.sign_in("owner@example.com", "New-password-2").await;
+    // Guessing the current password counts towards the lockout like sign-in does.
+    for _ in 0..5 {
+        let (s, _) = o.json(Method::POST, "/api/me/password", Some(json!({"currentPassword": "Guess-1234", "newPassword": "Other-pass-3"}))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (s, b) = o.json(Method::POST, "/api/me/password", Some(json!({"currentPassword": "New-password-2", "newPassword": "Other-pass-3"}))).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::TOO_MANY_REQUESTS, "account_locked"));
 }
 
 #[tokio::test]

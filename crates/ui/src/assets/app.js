@@ -93,7 +93,7 @@
     if (form.dataset.next !== undefined || (res.data && res.data.redirect && form.dataset.result === undefined && form.dataset.success === undefined)) {
       var next = form.dataset.next;
       // Only same-site paths: "//host" and "/\host" would leave the site.
-      var local = next && next.charAt(0) === "/" && next.charAt(1) !== "/" && next.charAt(1) !== "\\";
+      var local = next && next.charAt(0) === "/" && next.charAt(1) !== "/" && !/[\\\u0000-\u001f\u007f]/.test(next);
       var target = local ? next : (res.data && res.data.redirect) || "/";
       if (res.data && res.data.mustChangePassword) { target = "/account"; }
       window.location.assign(target);
