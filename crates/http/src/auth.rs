@@ -194,7 +194,19 @@ pub async fn enforce(
         Ok((principal, grant)) => {
             meta.session_id = principal.as_ref().and_then(|p| p.session_id().map(str::to_owned));
             parts.extensions.insert(RequestCtx { principal, grant, meta });
-            next.run(Request::from_parts(parts, body)).await
+            let token = match (kind, principal_is_session(&parts)) {
+                (Kind::Page, true) => read_cookie(&parts.headers, cookie_name(state.config.is_https())).map(str::to_owned),
+                _ => None,
+            };
+            let mut response = next.run(Request::from_parts(parts, body)).await;
+            // Page views slide the browser's cookie along with the server-side session.
+            if let Some(token) = token {
+                let max_age = i64::try_from(state.config.session_ttl_secs).unwrap_or(i64::MAX);
+                if let Ok(v) = axum::http::HeaderValue::from_str(&session_cookie(state.config.is_https(), &token, max_age)) {
+                    response.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            response
         }
         Err(e) => match (kind, &e) {
             (Kind::Page, Error::PasswordChangeRequired) => Redirect::to("/account").into_response(),
@@ -207,6 +219,10 @@ pub async fn enforce(
             (Kind::Api, _) => ApiError::Domain(e).into_response(),
         },
     }
+}
+
+fn principal_is_session(parts: &Parts) -> bool {
+    parts.extensions.get::<RequestCtx>().and_then(|c| c.principal.as_ref()).is_some_and(|p| matches!(p.via, AuthVia::Session { .. }))
 }
 
 fn ctx(parts: &Parts) -> Result<RequestCtx, ApiError> {

@@ -158,6 +158,12 @@ impl Services {
         self.changed();
         let rotation_days = i64::from(self.security_policy().await?.password_policy.rotation_days);
         let rotation_due = rotation_days > 0 && now - user.password_changed_at > rotation_days * 86_400_000;
+        if rotation_due && !user.must_change_password {
+            // Recorded on the account, so every route enforces it until the password changes.
+            let audit = AuditDraft::new(audit_org, &actor, &meta, Category::Security, "password_expired", "user").resource(&user.id, &user.email);
+            self.store.set_password(&user.id, &user.password_hash, true, EndSessions::None, audit).await?;
+            self.changed();
+        }
         Ok(SignedIn {
             token,
             csrf_token: session.csrf_token,

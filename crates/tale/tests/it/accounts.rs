@@ -342,3 +342,32 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         assert_eq!(a["entries"][0]["ipAddress"], expected, "trusted = {trusted}");
     }
 }
+
+#[tokio::test]
+async fn an_expired_password_must_be_changed_and_page_views_slide_the_cookie() {
+    let ts = TestServer::boot().await;
+    let owner = ts.owner().await;
+    let page = owner.get("/dashboard/default").await;
+    let cookie = page.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert!(cookie.starts_with("tale_session=") && cookie.contains("Max-Age=604800"), "page views renew the cookie: {cookie}");
+
+    let (_, mut settings) = owner.json(Method::GET, "/api/orgs/default/settings", None).await;
+    settings["passwordPolicy"]["rotationDays"] = json!(30);
+    assert_eq!(owner.json(Method::PUT, "/api/orgs/default/settings", Some(settings)).await.0, 200);
+    // Pretend the password was set 31 days ago.
+    let url = format!("sqlite://{}", ts.data_dir().join("tale.db").display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let old = tale_core::id::now_ms() - 31 * 86_400_000;
+    sqlx::query("UPDATE users SET password_changed_at = ?").bind(old).execute(&mut conn).await.unwrap();
+
+    let u = ts.anonymous();
+    let (s, b) = u.json(Method::POST, "/api/auth/sign-in", Some(json!({"email": "owner@example.com", "password": PASSWORD}))).await;
+    assert_eq!((s, b["mustChangePassword"].as_bool()), (StatusCode::OK, Some(true)));
+    let mut u = u.clone();
+    u.csrf = b["csrfToken"].as_str().map(str::to_owned);
+    let (s, e) = u.json(Method::GET, "/api/orgs/default/members", None).await;
+    assert_eq!((s, error_code(&e)), (StatusCode::FORBIDDEN, "password_change_required"));
+    let (s, _) = u.json(Method::POST, "/api/me/password", Some(json!({"currentPassword": PASSWORD, "newPassword": "Fresh-password-4"}))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(u.get("/api/orgs/default/members").await.status(), 200);
+}
