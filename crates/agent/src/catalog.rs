@@ -62,6 +62,16 @@ impl Catalog {
         &self.config_dir
     }
 
+    /// Forgets what was read for `org_slug`, so the next snapshot reads the files again (after
+    /// Tale itself wrote them).
+    pub fn invalidate(&self, org_slug: &str) {
+        let mut entries = match self.entries.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        entries.remove(org_slug);
+    }
+
     /// The current configuration of `org_slug`, reloaded if its files changed.
     pub fn snapshot(&self, org_slug: &str) -> Arc<Snapshot> {
         let pdir = providers_dir(&self.config_dir, org_slug);

@@ -78,6 +78,15 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Whether someone with `role` may chat with this agent: it is visible in chat (or the role
+    /// manages agents), and a role restriction, if any, admits the role.
+    pub fn usable_by(&self, role: tale_core::role::Role) -> bool {
+        use tale_core::role::Role;
+        let manages = tale_core::permission::Permission::AgentsManage.allows(role);
+        let admin_or_dev = matches!(role, Role::Owner | Role::Admin | Role::Developer);
+        role != Role::Disabled && (self.visible_in_chat || manages) && (!self.admin_developer_only || admin_or_dev)
+    }
+
     /// `i18n[locale]`, then the base language, then `en`, then the top level (TALE-COMPAT §3.1).
     fn localized<'a, T>(&'a self, locale: &str, pick: impl Fn(&'a Texts) -> Option<T>) -> Option<T> {
         let base = locale.split('-').next().unwrap_or(locale);

@@ -1,11 +1,15 @@
-//! The agent role's configuration half: agent files from `TALE_CONFIG_DIR/agents/` as the
-//! reference writes them (TALE-COMPAT §3), and the closed list of tool names (§3.2). The run loop
-//! (prompt building, tool calls, execution log) builds on this.
+//! The agent role: agent files from `TALE_CONFIG_DIR/agents/` as the reference writes them
+//! (TALE-COMPAT §3), their editing with version history and first-start seeding (`files`), the
+//! tools (§3.2) and the run loop that calls models and tools (`runtime`).
 //!
-//! Architecture invariant: no network, no store; models are resolved through `tale-llm`.
+//! Architecture invariant: no store and no HTTP server. Models are reached through `tale-llm`;
+//! tools reach the thread through the `ToolHost` trait the chat role implements; permissions come
+//! from `tale-core`'s matrix.
 
 pub mod catalog;
 pub mod config;
+pub mod files;
+pub mod runtime;
 pub mod tools;
 
 pub use config::{load_agents, parse_agent, Agent, AgentSet, KnowledgeMode};

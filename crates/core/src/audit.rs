@@ -32,6 +32,8 @@ macro_rules! string_enum {
     };
 }
 
+pub(crate) use string_enum;
+
 string_enum!(Category {
     Auth => "auth", Member => "member", Data => "data", Integration => "integration",
     Workflow => "workflow", Security => "security", Admin => "admin", Ai => "ai",

@@ -51,6 +51,8 @@ pub struct Config {
     pub log_filter: String,
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest accepted upload (attachments, documents); the reference's 100 MB by default.
+    pub max_upload_bytes: u64,
     /// How long a session lives without use.
     pub session_ttl_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (IPs, CIDRs, `loopback`, `uniquelocal`, `linklocal`).
@@ -61,6 +63,7 @@ impl Config {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:3000";
     pub const DEFAULT_DATA_DIR: &'static str = "./tale-data";
     pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+    pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
     pub const DEFAULT_SESSION_TTL_SECS: u64 = 7 * 24 * 3600;
 
     /// Defaults for a data dir, as used by tests and by the admin commands.
@@ -79,6 +82,7 @@ impl Config {
             log_format: LogFormat::Human,
             log_filter: "info".into(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_upload_bytes: Self::DEFAULT_MAX_UPLOAD_BYTES,
             session_ttl_secs: Self::DEFAULT_SESSION_TTL_SECS,
             trusted_proxies: Vec::new(),
         }
@@ -90,6 +94,11 @@ impl Config {
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("tale.db")
+    }
+
+    /// Uploads and generated files, content-addressed.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.data_dir.join("objects")
     }
 }
 

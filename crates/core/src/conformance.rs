@@ -5,6 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::panic, reason = "a test suite: a failed check is a panic")]
 
 use crate::audit::{self, Actor, AuditDraft, AuditFilter, Category, RequestMeta};
+use crate::chat::{
+    Artifact, ChatMessage, FileOrigin, FileRecord, MessageProgress, MessageRole, MessageStatus, Run, RunStatus, Thread,
+    TokenCounts, UsageEntry, UsageGroup,
+};
 use crate::id::{new_id, now_ms};
 use crate::model::{ApiKey, Invitation, Org, Session, User};
 use crate::settings::LoginPolicy;
@@ -23,7 +27,8 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $make;
             users_and_setup, sessions, login_attempts, api_keys, orgs_and_members, role_rules_are_atomic,
             invitations, settings_are_audited_with_before_and_after, audit_chain_stays_intact_under_concurrency,
-            audit_queries_filter_and_page);
+            audit_queries_filter_and_page, chat_threads_and_branches, chat_turns_progress_and_interruption,
+            chat_usage_files_and_artifacts);
     };
     (@tests $make:expr; $($name:ident),+) => {
         $(
@@ -362,4 +367,246 @@ pub async fn audit_queries_filter_and_page(store: Arc<dyn Store>) {
     let page = q(AuditFilter { limit: 2, ..Default::default() }).await;
     let next = q(AuditFilter { limit: 2, before_seq: Some(page[1].seq), ..Default::default() }).await;
     assert_eq!(next[0].seq, page[1].seq - 1);
+}
+
+fn thread_row(org: &Org, owner: &User, title: &str, at: i64) -> Thread {
+    Thread {
+        id: new_id(),
+        org_id: org.id.clone(),
+        user_id: owner.id.clone(),
+        agent_slug: "chat-agent".into(),
+        title: title.into(),
+        head_id: None,
+        todos: json!([]),
+        share_token_hash: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn chat_message(thread: &Thread, parent: Option<&str>, role: MessageRole, text: &str, status: MessageStatus) -> ChatMessage {
+    let now = now_ms();
+    ChatMessage {
+        id: new_id(),
+        thread_id: thread.id.clone(),
+        parent_id: parent.map(str::to_owned),
+        role,
+        content: text.into(),
+        parts: Vec::new(),
+        attachments: Vec::new(),
+        status,
+        error: None,
+        run_id: None,
+        model: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn run_row(thread: &Thread, message: &ChatMessage) -> Run {
+    Run {
+        id: new_id(),
+        org_id: thread.org_id.clone(),
+        thread_id: thread.id.clone(),
+        message_id: message.id.clone(),
+        user_id: thread.user_id.clone(),
+        agent_slug: thread.agent_slug.clone(),
+        provider: Some("local".into()),
+        model: Some("llama".into()),
+        status: RunStatus::Running,
+        created_at: now_ms(),
+        finished_at: None,
+        tokens: TokenCounts::default(),
+        cost_cents: 0.0,
+        error: None,
+        log: json!({"steps": []}),
+    }
+}
+
+fn chat_draft(org: &Org, action: &str) -> AuditDraft {
+    AuditDraft::new(&org.id, &Actor::cli(), &RequestMeta::default(), Category::Data, action, "thread")
+}
+
+pub async fn chat_threads_and_branches(store: Arc<dyn Store>) {
+    let (org, owner) = setup(&store).await;
+    let other = add(&store, &org, "other@example.com", Role::Member).await;
+    let now = now_ms();
+    let a = thread_row(&org, &owner, "Quarterly report", now);
+    let b = thread_row(&org, &owner, "Holiday plans", now + 1);
+    let c = thread_row(&org, &other, "Someone else's report", now + 2);
+    for t in [&a, &b, &c] {
+        store.create_thread(t, chat_draft(&org, "thread_created")).await.unwrap();
+    }
+    let mine: Vec<String> = store.threads(&org.id, &owner.id, None, 50).await.unwrap().into_iter().map(|t| t.title).collect();
+    assert_eq!(mine, ["Holiday plans", "Quarterly report"], "own threads only, newest first");
+    let found = store.threads(&org.id, &owner.id, Some("REPORT"), 50).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, a.id);
+    assert!(store.threads(&org.id, &owner.id, Some("%"), 50).await.unwrap().is_empty(), "no wildcards");
+
+    store.rename_thread(&a.id, "Q3 report", now + 5, chat_draft(&org, "thread_renamed")).await.unwrap();
+    assert_eq!(store.thread(&a.id).await.unwrap().unwrap().title, "Q3 report");
+    let err = store.rename_thread("missing", "x", now, chat_draft(&org, "thread_renamed")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+
+    store.set_thread_share(&a.id, Some("share-hash"), now + 6, chat_draft(&org, "thread_shared")).await.unwrap();
+    assert_eq!(store.thread_by_share_hash("share-hash").await.unwrap().unwrap().id, a.id);
+    store.set_thread_share(&a.id, None, now + 7, chat_draft(&org, "thread_unshared")).await.unwrap();
+    assert!(store.thread_by_share_hash("share-hash").await.unwrap().is_none());
+
+    // A question, an answer, then a regenerated answer: both answers stay, the head moves.
+    let q = chat_message(&a, None, MessageRole::User, "What changed?", MessageStatus::Complete);
+    let first = chat_message(&a, Some(&q.id), MessageRole::Assistant, "Revenue.", MessageStatus::Complete);
+    store.start_turn(&[q.clone(), first.clone()], &run_row(&a, &first), &first.id).await.unwrap();
+    let second = chat_message(&a, Some(&q.id), MessageRole::Assistant, "Costs.", MessageStatus::Complete);
+    store.start_turn(std::slice::from_ref(&second), &run_row(&a, &second), &second.id).await.unwrap();
+    let all = store.messages(&a.id).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let head = store.thread(&a.id).await.unwrap().unwrap().head_id;
+    assert_eq!(head.as_deref(), Some(second.id.as_str()));
+    let path: Vec<&str> = crate::chat::branch(&all, head.as_deref()).iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(path, ["What changed?", "Costs."]);
+    store.set_thread_head(&a.id, &first.id, now + 9).await.unwrap();
+    assert_eq!(store.thread(&a.id).await.unwrap().unwrap().head_id.as_deref(), Some(first.id.as_str()));
+    store.set_thread_todos(&a.id, &json!([{"id": "1", "text": "check", "status": "done"}]), now + 10).await.unwrap();
+    assert_eq!(store.thread(&a.id).await.unwrap().unwrap().todos[0]["status"], "done");
+
+    let audited = chain_ok(&store, &org).await;
+    store.delete_thread(&a.id, chat_draft(&org, "thread_deleted")).await.unwrap();
+    assert!(store.thread(&a.id).await.unwrap().is_none());
+    assert!(store.messages(&a.id).await.unwrap().is_empty(), "messages go with the thread");
+    assert!(store.message(&q.id).await.unwrap().is_none());
+    assert_eq!(chain_ok(&store, &org).await, audited + 1);
+}
+
+pub async fn chat_turns_progress_and_interruption(store: Arc<dyn Store>) {
+    let (org, owner) = setup(&store).await;
+    let t = thread_row(&org, &owner, "Streaming", now_ms());
+    store.create_thread(&t, chat_draft(&org, "thread_created")).await.unwrap();
+    let q = chat_message(&t, None, MessageRole::User, "Tell me a story", MessageStatus::Complete);
+    let mut answer = chat_message(&t, Some(&q.id), MessageRole::Assistant, "", MessageStatus::Streaming);
+    let mut run = run_row(&t, &answer);
+    answer.run_id = Some(run.id.clone());
+    store.start_turn(&[q.clone(), answer.clone()], &run, &answer.id).await.unwrap();
+
+    let progress = |text: &str| MessageProgress { id: answer.id.clone(), content: text.into(), parts: vec![json!({"type": "tool"})], updated_at: now_ms() };
+    store.save_progress(&[progress("Once upon")]).await.unwrap();
+    let saved = store.message(&answer.id).await.unwrap().unwrap();
+    assert_eq!((saved.content.as_str(), saved.parts.len()), ("Once upon", 1));
+
+    answer.content = "Once upon a time.".into();
+    answer.status = MessageStatus::Complete;
+    run.status = RunStatus::Completed;
+    run.tokens = TokenCounts { input: 10, output: 5, cached_input: 2, reasoning: 1 };
+    run.cost_cents = 0.25;
+    run.finished_at = Some(now_ms());
+    let usage = UsageEntry {
+        id: new_id(),
+        org_id: org.id.clone(),
+        user_id: owner.id.clone(),
+        agent_slug: Some("chat-agent".into()),
+        provider: "local".into(),
+        model: "llama".into(),
+        run_id: Some(run.id.clone()),
+        tokens: run.tokens,
+        cost_cents: 0.25,
+        at: now_ms(),
+    };
+    store.finish_turn(&answer, &run, std::slice::from_ref(&usage)).await.unwrap();
+    // A progress batch that arrives after the end does not roll the answer back.
+    store.save_progress(&[progress("Once")]).await.unwrap();
+    let done = store.message(&answer.id).await.unwrap().unwrap();
+    assert_eq!((done.content.as_str(), done.status), ("Once upon a time.", MessageStatus::Complete));
+    let stored = store.run(&run.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.tokens, stored.cost_cents), (RunStatus::Completed, run.tokens, 0.25));
+    assert_eq!(stored.log, json!({"steps": []}));
+    assert_eq!(store.thread_runs(&t.id).await.unwrap().len(), 1);
+    assert_eq!(store.recent_runs(&org.id, 10).await.unwrap()[0].id, run.id);
+
+    // A second answer is streaming when the server dies.
+    let q2 = chat_message(&t, Some(&answer.id), MessageRole::User, "Another", MessageStatus::Complete);
+    let a2 = chat_message(&t, Some(&q2.id), MessageRole::Assistant, "Half an ans", MessageStatus::Streaming);
+    let r2 = run_row(&t, &a2);
+    store.start_turn(&[q2, a2.clone()], &r2, &a2.id).await.unwrap();
+    assert_eq!(store.mark_interrupted(now_ms()).await.unwrap(), 1);
+    let cut = store.message(&a2.id).await.unwrap().unwrap();
+    assert_eq!((cut.status, cut.content.as_str()), (MessageStatus::Interrupted, "Half an ans"), "kept what was saved");
+    assert!(cut.error.is_some());
+    assert_eq!(store.run(&r2.id).await.unwrap().unwrap().status, RunStatus::Interrupted);
+    assert_eq!(store.run(&run.id).await.unwrap().unwrap().status, RunStatus::Completed, "finished runs untouched");
+    assert_eq!(store.mark_interrupted(now_ms()).await.unwrap(), 0);
+}
+
+pub async fn chat_usage_files_and_artifacts(store: Arc<dyn Store>) {
+    let (org, owner) = setup(&store).await;
+    let now = now_ms();
+    let entry = |agent: Option<&str>, model: &str, cost: f64, at: i64| UsageEntry {
+        id: new_id(),
+        org_id: org.id.clone(),
+        user_id: owner.id.clone(),
+        agent_slug: agent.map(str::to_owned),
+        provider: "p".into(),
+        model: model.into(),
+        run_id: None,
+        tokens: TokenCounts { input: 100, output: 10, cached_input: 0, reasoning: 0 },
+        cost_cents: cost,
+        at,
+    };
+    store.record_usage(&entry(Some("chat-agent"), "big", 2.0, now)).await.unwrap();
+    store.record_usage(&entry(Some("chat-agent"), "small", 0.5, now)).await.unwrap();
+    store.record_usage(&entry(None, "big", 1.0, now)).await.unwrap();
+    store.record_usage(&entry(None, "big", 9.0, now - 100_000)).await.unwrap();
+    let by_agent = store.usage_totals(&org.id, now - 1000, UsageGroup::Agent).await.unwrap();
+    assert_eq!(by_agent.iter().map(|t| (t.key.as_str(), t.calls)).collect::<Vec<_>>(), [("chat-agent", 2), ("api", 1)]);
+    assert_eq!(by_agent[0].tokens.input, 200);
+    assert!((by_agent[0].cost_cents - 2.5).abs() < 1e-9);
+    let by_model = store.usage_totals(&org.id, now - 1000, UsageGroup::Model).await.unwrap();
+    assert_eq!(by_model[0].key, "p:big");
+    let by_user = store.usage_totals(&org.id, 0, UsageGroup::User).await.unwrap();
+    assert_eq!((by_user.len(), by_user[0].calls), (1, 4));
+
+    let t = thread_row(&org, &owner, "Files", now);
+    store.create_thread(&t, chat_draft(&org, "thread_created")).await.unwrap();
+    let upload = FileRecord {
+        id: new_id(),
+        org_id: org.id.clone(),
+        user_id: owner.id.clone(),
+        thread_id: None,
+        name: "notes.txt".into(),
+        media_type: "text/plain".into(),
+        size: 5,
+        sha256: "ab".repeat(32),
+        origin: FileOrigin::Upload,
+        created_at: now,
+    };
+    store.put_file(&upload).await.unwrap();
+    let mut q = chat_message(&t, None, MessageRole::User, "see file", MessageStatus::Complete);
+    q.attachments.push(upload.as_ref());
+    let a = chat_message(&t, Some(&q.id), MessageRole::Assistant, "", MessageStatus::Streaming);
+    store.start_turn(&[q.clone(), a.clone()], &run_row(&t, &a), &a.id).await.unwrap();
+    assert_eq!(store.file(&upload.id).await.unwrap().unwrap().thread_id.as_deref(), Some(t.id.as_str()), "sent uploads join the thread");
+    assert_eq!(store.message(&q.id).await.unwrap().unwrap().attachments, vec![upload.as_ref()]);
+
+    let v1 = Artifact {
+        id: new_id(),
+        version: 1,
+        org_id: org.id.clone(),
+        thread_id: t.id.clone(),
+        kind: "markdown".into(),
+        title: "Plan".into(),
+        language: None,
+        content: "# Plan".into(),
+        created_at: now,
+    };
+    store.put_artifact(&v1).await.unwrap();
+    let v2 = Artifact { version: 2, content: "# Plan v2".into(), ..v1.clone() };
+    store.put_artifact(&v2).await.unwrap();
+    assert!(matches!(store.put_artifact(&v2).await.unwrap_err(), Error::Conflict(_)), "versions are never overwritten");
+    assert_eq!(store.artifact(&v1.id, None).await.unwrap().unwrap(), v2);
+    assert_eq!(store.artifact(&v1.id, Some(1)).await.unwrap().unwrap(), v1);
+
+    store.delete_thread(&t.id, chat_draft(&org, "thread_deleted")).await.unwrap();
+    assert!(store.file(&upload.id).await.unwrap().is_none(), "uploads go with the thread");
+    assert!(store.artifact(&v1.id, None).await.unwrap().is_none());
+    assert_eq!(store.usage_totals(&org.id, 0, UsageGroup::User).await.unwrap()[0].calls, 4, "the ledger stays");
 }

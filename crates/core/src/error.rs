@@ -41,6 +41,9 @@ pub enum Error {
     /// Clashes with existing state (e.g. the e-mail is taken).
     #[error("{0}")]
     Conflict(String),
+    /// An upload or body over a configured size limit; the message names the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// First-run setup was already completed.
     #[error("setup is already complete")]
     SetupClosed,

@@ -7,6 +7,7 @@
 //! Architecture invariant: this crate depends on no storage engine, no HTTP framework and no UI.
 
 pub mod audit;
+pub mod chat;
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -5,6 +5,7 @@
 //! that organisation's hash chain in one transaction, or does neither.
 
 use crate::audit::{AuditDraft, AuditFilter, AuditRecord};
+use crate::chat::{Artifact, ChatMessage, FileRecord, MessageProgress, Run, Thread, UsageEntry, UsageGroup, UsageTotal};
 use crate::model::{ApiKey, Invitation, LoginAttempts, Member, Org, Session, User};
 use crate::role::Role;
 use crate::rules::{Assignment, RoleRequest};
@@ -119,9 +120,56 @@ pub trait AuditStore: Send + Sync {
     async fn audit_head_gid(&self) -> Result<i64>;
 }
 
+/// Threads, messages, runs, the usage ledger, files and artifacts.
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    async fn create_thread(&self, thread: &Thread, audit: AuditDraft) -> Result<()>;
+    async fn thread(&self, id: &str) -> Result<Option<Thread>>;
+    async fn thread_by_share_hash(&self, token_hash: &str) -> Result<Option<Thread>>;
+    /// One user's threads in one organisation, most recently active first; `title_query`
+    /// keeps those whose title contains it (case-insensitive).
+    async fn threads(&self, org_id: &str, user_id: &str, title_query: Option<&str>, limit: u32) -> Result<Vec<Thread>>;
+    async fn rename_thread(&self, id: &str, title: &str, at: i64, audit: AuditDraft) -> Result<()>;
+    /// Shares (`Some(hash)`) or unshares the thread read-only.
+    async fn set_thread_share(&self, id: &str, token_hash: Option<&str>, at: i64, audit: AuditDraft) -> Result<()>;
+    async fn set_thread_head(&self, id: &str, head_id: &str, at: i64) -> Result<()>;
+    async fn set_thread_todos(&self, id: &str, todos: &Value, at: i64) -> Result<()>;
+    /// Deletes the thread with its messages, runs' logs, artifacts and file records. The usage
+    /// ledger keeps its rows.
+    async fn delete_thread(&self, id: &str, audit: AuditDraft) -> Result<()>;
+
+    /// Writes (inserts or replaces) the turn's messages and its run and moves the thread's head,
+    /// in one transaction.
+    async fn start_turn(&self, messages: &[ChatMessage], run: &Run, head_id: &str) -> Result<()>;
+    /// Every message of a thread (all branches), oldest first.
+    async fn messages(&self, thread_id: &str) -> Result<Vec<ChatMessage>>;
+    async fn message(&self, id: &str) -> Result<Option<ChatMessage>>;
+    /// Streaming answers' text so far, many at once in one transaction.
+    async fn save_progress(&self, updates: &[MessageProgress]) -> Result<()>;
+    /// The answer's final state, its run and its usage rows, in one transaction.
+    async fn finish_turn(&self, message: &ChatMessage, run: &Run, usage: &[UsageEntry]) -> Result<()>;
+    async fn run(&self, id: &str) -> Result<Option<Run>>;
+    async fn thread_runs(&self, thread_id: &str) -> Result<Vec<Run>>;
+    /// The newest runs of an organisation.
+    async fn recent_runs(&self, org_id: &str, limit: u32) -> Result<Vec<Run>>;
+    /// After a crash or restart: answers still streaming and runs still running are marked
+    /// interrupted. Returns how many answers were.
+    async fn mark_interrupted(&self, at: i64) -> Result<u64>;
+    async fn record_usage(&self, entry: &UsageEntry) -> Result<()>;
+    /// Usage since `since` (epoch ms) summed by user, agent or model, largest cost first.
+    async fn usage_totals(&self, org_id: &str, since: i64, by: UsageGroup) -> Result<Vec<UsageTotal>>;
+
+    async fn put_file(&self, file: &FileRecord) -> Result<()>;
+    async fn file(&self, id: &str) -> Result<Option<FileRecord>>;
+    /// Adds a version of an artifact (`version` 1 creates it).
+    async fn put_artifact(&self, artifact: &Artifact) -> Result<()>;
+    /// The given version, or the newest.
+    async fn artifact(&self, id: &str, version: Option<i64>) -> Result<Option<Artifact>>;
+}
+
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: AccountStore + OrgStore + AuditStore {
+pub trait Store: AccountStore + OrgStore + AuditStore + ChatStore {
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 }

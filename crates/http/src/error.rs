@@ -92,6 +92,7 @@ pub fn domain_parts(e: &Domain) -> (StatusCode, &'static str, String) {
         Domain::RuleViolation(_) => (StatusCode::CONFLICT, "rule_violation"),
         Domain::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         Domain::SetupClosed => (StatusCode::GONE, "setup_closed"),
+        Domain::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         Domain::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         Domain::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };

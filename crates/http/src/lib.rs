@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chat_pages;
 pub mod error;
 pub mod json;
 pub mod metrics;
@@ -14,6 +15,7 @@ pub mod pages;
 pub mod routes;
 pub mod state;
 pub mod ws;
+pub mod ws_thread;
 
 pub use state::AppState;
 

@@ -14,7 +14,7 @@ use tale_core::role::Role;
 use tale_core::service::{AuthVia, Principal};
 use tale_ui::{account, org as org_ui, Nav, Shell};
 
-type PageResult = Result<Response, ApiError>;
+pub(crate) type PageResult = Result<Response, ApiError>;
 
 /// A same-site path: `/x`, but not `//host` or `/\host`, which browsers treat as another site.
 pub fn is_local_path(p: &str) -> bool {
@@ -34,7 +34,7 @@ pub fn encode_next(target: &str) -> String {
         .collect()
 }
 
-fn html(markup: tale_ui::Markup) -> Response {
+pub(crate) fn html(markup: tale_ui::Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
@@ -54,14 +54,14 @@ pub fn not_found_page() -> Response {
 }
 
 /// Data every signed-in page needs for its shell.
-struct Viewer {
+pub(crate) struct Viewer {
     principal: Principal,
     orgs: Vec<(Org, Role)>,
     csrf: String,
 }
 
 impl Viewer {
-    async fn load(state: &AppState, principal: Principal) -> Result<Self, ApiError> {
+    pub(crate) async fn load(state: &AppState, principal: Principal) -> Result<Self, ApiError> {
         let orgs = state.services.orgs_for(&principal).await?;
         let csrf = match &principal.via {
             AuthVia::Session { csrf_token, .. } => csrf_token.clone(),
@@ -70,7 +70,7 @@ impl Viewer {
         Ok(Viewer { principal, orgs, csrf })
     }
 
-    fn shell<'a>(&'a self, title: &'a str, org: Option<(&'a Org, Role)>, nav: Nav, topics: &'a [&'a str]) -> Shell<'a> {
+    pub(crate) fn shell<'a>(&'a self, title: &'a str, org: Option<(&'a Org, Role)>, nav: Nav, topics: &'a [&'a str]) -> Shell<'a> {
         Shell {
             title,
             user_name: &self.principal.user.name,
@@ -84,7 +84,7 @@ impl Viewer {
     }
 }
 
-async fn org_of(state: &AppState, grant: &Grant) -> Result<Org, ApiError> {
+pub(crate) async fn org_of(state: &AppState, grant: &Grant) -> Result<Org, ApiError> {
     Ok(state.services.org(&grant.org_slug).await?)
 }
 

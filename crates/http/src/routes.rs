@@ -5,7 +5,7 @@
 
 use crate::auth::{enforce, Kind};
 use crate::state::AppState;
-use crate::{api, pages, ws};
+use crate::{api, chat_pages, pages, ws};
 use axum::http::Method;
 use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use tale_core::permission::{Access, Permission as P};
@@ -65,6 +65,38 @@ fn table() -> Vec<Entry> {
         // Providers and agents (from the config directory)
         r("GET", "/api/orgs/{org}/providers", Org(P::OrgSettings), Api, get(api::catalog::providers)),
         r("GET", "/api/orgs/{org}/agents", Org(P::ChatUse), Api, get(api::catalog::agents)),
+        // Agent and provider files, edited (with version history for agents)
+        r("GET", "/api/orgs/{org}/agents/{slug}", Org(P::AgentsManage), Api, get(api::config_edit::agent)),
+        r("PUT", "/api/orgs/{org}/agents/{slug}", Org(P::AgentsManage), Api, put(api::config_edit::save_agent)),
+        r("DELETE", "/api/orgs/{org}/agents/{slug}", Org(P::AgentsManage), Api, delete(api::config_edit::delete_agent)),
+        r("GET", "/api/orgs/{org}/agents/{slug}/versions/{version}", Org(P::AgentsManage), Api, get(api::config_edit::agent_version)),
+        r("POST", "/api/orgs/{org}/agents/{slug}/versions/{version}/restore", Org(P::AgentsManage), Api, post(api::config_edit::restore_agent)),
+        r("GET", "/api/orgs/{org}/providers/{slug}", Org(P::OrgSettings), Api, get(api::config_edit::provider)),
+        r("PUT", "/api/orgs/{org}/providers/{slug}", Org(P::OrgSettings), Api, put(api::config_edit::save_provider)),
+        r("DELETE", "/api/orgs/{org}/providers/{slug}", Org(P::OrgSettings), Api, delete(api::config_edit::delete_provider)),
+        // Chat: threads, turns, files, runs, usage
+        r("GET", "/api/orgs/{org}/threads", Org(P::ChatUse), Api, get(api::chat::list)),
+        r("POST", "/api/orgs/{org}/threads", Org(P::ChatUse), Api, post(api::chat::create)),
+        r("GET", "/api/orgs/{org}/threads/{id}", Org(P::ChatUse), Api, get(api::chat::get)),
+        r("PATCH", "/api/orgs/{org}/threads/{id}", Org(P::ChatUse), Api, patch(api::chat::rename)),
+        r("DELETE", "/api/orgs/{org}/threads/{id}", Org(P::ChatUse), Api, delete(api::chat::delete)),
+        r("POST", "/api/orgs/{org}/threads/{id}/share", Org(P::ChatUse), Api, post(api::chat::share)),
+        r("DELETE", "/api/orgs/{org}/threads/{id}/share", Org(P::ChatUse), Api, delete(api::chat::unshare)),
+        r("POST", "/api/orgs/{org}/threads/{id}/messages", Org(P::ChatUse), Api, post(api::chat::send)),
+        r("POST", "/api/orgs/{org}/threads/{id}/stop", Org(P::ChatUse), Api, post(api::chat::stop)),
+        r("POST", "/api/orgs/{org}/threads/{id}/messages/{mid}/regenerate", Org(P::ChatUse), Api, post(api::chat::regenerate)),
+        r("POST", "/api/orgs/{org}/threads/{id}/messages/{mid}/edit", Org(P::ChatUse), Api, post(api::chat::edit)),
+        r("POST", "/api/orgs/{org}/threads/{id}/messages/{mid}/select", Org(P::ChatUse), Api, post(api::chat::select)),
+        r("POST", "/api/orgs/{org}/threads/{id}/messages/{mid}/input", Org(P::ChatUse), Api, post(api::chat::answer_form)),
+        r("GET", "/api/orgs/{org}/threads/{id}/runs", Org(P::ChatUse), Api, get(api::chat::thread_runs)),
+        r("GET", "/api/orgs/{org}/threads/{id}/artifacts/{aid}", Org(P::ChatUse), Api, get(api::chat::artifact)),
+        r("GET", "/api/orgs/{org}/threads/{id}/artifacts/{aid}/preview", Org(P::ChatUse), Api, get(api::chat::artifact_preview)),
+        r("POST", "/api/orgs/{org}/files", Org(P::ChatUse), Api, post(api::chat::upload)),
+        r("GET", "/api/orgs/{org}/files/{id}", Org(P::ChatUse), Api, get(api::chat::download)),
+        r("GET", "/api/orgs/{org}/runs", Org(P::OrgSettings), Api, get(api::chat::recent_runs)),
+        r("GET", "/api/orgs/{org}/runs/{id}", Org(P::ChatUse), Api, get(api::chat::run)),
+        r("GET", "/api/orgs/{org}/usage", Org(P::OrgSettings), Api, get(api::chat::usage)),
+        r("GET", "/api/shared/{token}", SignedIn, Api, get(api::chat::shared)),
         // OpenAI-compatible API (TALE-COMPAT §9.2)
         r("GET", "/api/v1/models", Caller(P::ChatUse), Api, get(api::openai_compat::models)),
         r("POST", "/api/v1/chat/completions", Caller(P::ChatUse), Api, post(api::openai_compat::chat_completions)),
@@ -82,6 +114,15 @@ fn table() -> Vec<Entry> {
         r("GET", "/dashboard/{org}/api-keys", Org(P::ApiKeysManage), Page, get(pages::api_keys)),
         r("GET", "/dashboard/{org}/audit", Org(P::AuditRead), Page, get(pages::audit)),
         r("GET", "/dashboard/{org}/settings", Org(P::OrgSettings), Page, get(pages::settings)),
+        r("GET", "/dashboard/{org}/chat", Org(P::ChatUse), Page, get(chat_pages::chat_home)),
+        r("GET", "/dashboard/{org}/chat/{id}", Org(P::ChatUse), Page, get(chat_pages::chat_thread)),
+        r("GET", "/share/{token}", SignedIn, Page, get(chat_pages::shared)),
+        r("GET", "/dashboard/{org}/agents", Org(P::AgentsManage), Page, get(chat_pages::agents)),
+        r("GET", "/dashboard/{org}/agents/{slug}", Org(P::AgentsManage), Page, get(chat_pages::agent)),
+        r("GET", "/dashboard/{org}/providers", Org(P::OrgSettings), Page, get(chat_pages::providers)),
+        r("GET", "/dashboard/{org}/providers/{slug}", Org(P::OrgSettings), Page, get(chat_pages::provider)),
+        r("GET", "/dashboard/{org}/runs/{id}", Org(P::ChatUse), Page, get(chat_pages::run)),
+        r("GET", "/dashboard/{org}/usage", Org(P::OrgSettings), Page, get(chat_pages::usage)),
         r("GET", "/static/{file}", Public, Page, get(pages::asset)),
     ]
 }

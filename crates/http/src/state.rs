@@ -12,6 +12,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub services: Arc<Services>,
+    /// Threads, turns, live answers, uploads, agent and provider editing.
+    pub chat: Arc<tale_chat::ChatService>,
     /// Providers and agents from the config directory, reloaded when files change.
     pub catalog: Arc<tale_agent::catalog::Catalog>,
     /// Identities for SOPS-encrypted provider secrets (`SOPS_AGE_KEY` / `SOPS_AGE_KEY_FILE`).
@@ -36,14 +38,14 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(services: Arc<Services>, config: Arc<Config>, age_keys: tale_secrets::AgeKeys) -> Result<Self, String> {
+    pub fn new(services: Arc<Services>, config: Arc<Config>, chat: Arc<tale_chat::ChatService>) -> Result<Self, String> {
         let trusted = config.trusted_proxies.iter().map(|s| ProxyRule::parse(s)).collect::<Result<_, _>>()?;
         let (closing, _) = tokio::sync::watch::channel(false);
-        let catalog = Arc::new(tale_agent::catalog::Catalog::new(config.config_dir.clone()));
         Ok(AppState(Arc::new(Inner {
             services,
-            catalog,
-            age_keys,
+            catalog: chat.catalog.clone(),
+            age_keys: chat.age_keys.clone(),
+            chat,
             chat_limiter: tale_core::service::RateLimiter::new(30, std::time::Duration::from_secs(60)),
             config,
             metrics: Metrics::new(),

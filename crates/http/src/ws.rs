@@ -26,8 +26,8 @@ use tokio::sync::broadcast::error::RecvError;
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientMessage {
-    Subscribe { org: String, topic: String },
-    Unsubscribe { org: String, topic: String },
+    Subscribe { org: String, topic: String, id: Option<String> },
+    Unsubscribe { org: String, topic: String, id: Option<String> },
     Ping,
 }
 
@@ -94,11 +94,17 @@ async fn session(state: AppState, headers: HeaderMap, mut socket: WebSocket) {
     let mut changes = state.services.feed.subscribe();
     let mut subs: Vec<Subscription> = Vec::new();
     let mut closing = state.closing();
+    // Thread subscriptions forward their events through this queue, one task per thread.
+    let (thread_tx, mut thread_rx) = tokio::sync::mpsc::channel::<String>(THREAD_QUEUE);
+    let mut threads: std::collections::HashMap<String, tokio::task::JoinHandle<()>> = std::collections::HashMap::new();
     loop {
         tokio::select! {
             _ = closing.changed() => {
                 let _ = socket.send(Message::Close(None)).await;
                 break;
+            }
+            Some(event) = thread_rx.recv() => {
+                if socket.send(Message::Text(event.into())).await.is_err() { break }
             }
             incoming = socket.recv() => {
                 let Some(Ok(message)) = incoming else { break };
@@ -110,7 +116,22 @@ async fn session(state: AppState, headers: HeaderMap, mut socket: WebSocket) {
                 let parsed: Result<ClientMessage, _> = serde_json::from_str(text.as_str());
                 match parsed {
                     Ok(ClientMessage::Ping) => { if !send(&mut socket, json!({"type": "pong"})).await { break } }
-                    Ok(ClientMessage::Subscribe { org, topic }) => {
+                    Ok(ClientMessage::Subscribe { org, topic, id }) if topic == "thread" => {
+                        let id = id.unwrap_or_default();
+                        if let Some(old) = threads.remove(&id) { old.abort(); }
+                        match crate::ws_thread::subscribe(state.clone(), headers.clone(), org.clone(), id.clone(), thread_tx.clone()).await {
+                            Ok(task) => { threads.insert(id, task); }
+                            Err(e) => {
+                                let mut msg = error_message(&org, "thread", &e);
+                                msg["id"] = json!(id);
+                                if !send(&mut socket, msg).await { break }
+                            }
+                        }
+                    }
+                    Ok(ClientMessage::Unsubscribe { topic, id, .. }) if topic == "thread" => {
+                        if let Some(task) = id.and_then(|id| threads.remove(&id)) { task.abort(); }
+                    }
+                    Ok(ClientMessage::Subscribe { org, topic, .. }) => {
                         let Some(t) = Topic::parse(&topic) else {
                             let e = Error::invalid(format!("unknown topic '{topic}'"));
                             if !send(&mut socket, json!({"type": "error", "org": org, "topic": topic, "error": {"code": "invalid_input", "message": e.to_string(), "status": 400}})).await { break }
@@ -127,7 +148,7 @@ async fn session(state: AppState, headers: HeaderMap, mut socket: WebSocket) {
                             Err(()) => break,
                         }
                     }
-                    Ok(ClientMessage::Unsubscribe { org, topic }) => {
+                    Ok(ClientMessage::Unsubscribe { org, topic, .. }) => {
                         subs.retain(|s| !(s.org_slug == org && s.topic.as_str() == topic));
                     }
                     Err(e) => {
@@ -161,5 +182,11 @@ async fn session(state: AppState, headers: HeaderMap, mut socket: WebSocket) {
             }
         }
     }
+    for task in threads.values() {
+        task.abort();
+    }
     state.metrics.websocket_clients.dec();
 }
+
+/// Events a tab may be behind on its thread subscriptions before they wait for it.
+const THREAD_QUEUE: usize = 512;

@@ -59,6 +59,9 @@ pub struct Model {
     pub provider_options: Option<Value>,
     pub dimensions: Option<u64>,
     pub max_output_tokens: Option<u64>,
+    /// Tokens the model reads at most (Tale extension `contextWindow`; the reference has no such
+    /// field and ignores it). Unset: see [`Model::context_window`].
+    pub context_window: Option<u64>,
     pub supports_structured_outputs: Option<bool>,
     pub fallback_model_id: Option<String>,
     pub base_url: Option<String>,
@@ -73,6 +76,33 @@ pub struct Model {
 impl Model {
     pub fn has(&self, tag: Tag) -> bool {
         self.tags.contains(&tag)
+    }
+
+    /// The context window in tokens: the file's `contextWindow`, else what the model family is
+    /// known to take, else a conservative 32,768.
+    pub fn context_window(&self) -> u64 {
+        if let Some(n) = self.context_window {
+            return n;
+        }
+        let id = self.id.to_ascii_lowercase();
+        const KNOWN: &[(&str, u64)] = &[
+            ("gemini", 1_000_000),
+            ("gpt-4.1", 1_000_000),
+            ("claude", 200_000),
+            ("o1", 200_000),
+            ("o3", 200_000),
+            ("o4", 200_000),
+            ("gpt-5", 400_000),
+            ("gpt-4o", 128_000),
+            ("gpt-4-turbo", 128_000),
+            ("llama3", 128_000),
+            ("llama-3", 128_000),
+            ("qwen", 128_000),
+            ("mistral", 128_000),
+            ("deepseek", 128_000),
+            ("gpt-3.5", 16_385),
+        ];
+        KNOWN.iter().find(|(family, _)| id.contains(family)).map_or(32_768, |(_, n)| *n)
     }
 }
 
@@ -112,7 +142,7 @@ const PROVIDER_KEYS: &[&str] =
 const MODEL_KEYS: &[&str] = &[
     "id", "displayName", "description", "tags", "cost", "providerOptions", "dimensions", "maxOutputTokens",
     "supportsStructuredOutputs", "fallbackModelId", "baseUrl", "imageGenerationMode", "defaultVoice", "voicesByLocale",
-    "audioFormat", "defaultInstructions", "instructionsByLocale", "default",
+    "audioFormat", "defaultInstructions", "instructionsByLocale", "default", "contextWindow",
 ];
 const COST_KEYS: &[&str] =
     &["inputCentsPerMillion", "outputCentsPerMillion", "imageCentsPerImage", "centsPerAudioMinute", "centsPerMillionCharacters"];
@@ -188,6 +218,7 @@ impl Reader<'_> {
         let provider_options = self.provider_options(obj, path);
         let dimensions = self.positive_int(obj, "dimensions", path);
         let max_output_tokens = self.positive_int(obj, "maxOutputTokens", path);
+        let context_window = self.positive_int(obj, "contextWindow", path);
         let supports_structured_outputs = self.boolean(obj, "supportsStructuredOutputs", path);
         let fallback_model_id = self.string(obj, "fallbackModelId", path, 1, 200, false);
         let base_url = self.url(obj, "baseUrl", path, false);
@@ -214,6 +245,7 @@ impl Reader<'_> {
                 provider_options,
                 dimensions,
                 max_output_tokens,
+                context_window,
                 supports_structured_outputs,
                 fallback_model_id,
                 base_url,

@@ -51,6 +51,13 @@ impl AgeKeys {
         self.identities.is_empty()
     }
 
+    /// A new identity, as the text of an age key file with its public key in a comment.
+    pub fn new_key_file(comment: &str) -> String {
+        use age::secrecy::ExposeSecret;
+        let identity = age::x25519::Identity::generate();
+        format!("# {comment}\n# public key: {}\n{}\n", identity.to_public(), identity.to_string().expose_secret())
+    }
+
     /// The public recipients matching these identities.
     pub fn recipients(&self) -> Vec<age::x25519::Recipient> {
         self.identities.iter().map(age::x25519::Identity::to_public).collect()

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod audit;
+mod chat;
 mod orgs;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -10,6 +10,22 @@ use std::path::{Path, PathBuf};
 pub const LOCK_FILE: &str = "tale.lock";
 pub const SECRET_FILE: &str = "secret.key";
 pub const SETUP_TOKEN_FILE: &str = "setup-token";
+pub const AGE_KEY_FILE: &str = "age.key";
+
+/// The age identity provider secrets are encrypted to when the operator configured none
+/// (`SOPS_AGE_KEY` / `SOPS_AGE_KEY_FILE`), as `tale init` generates one for the reference. Kept
+/// in the data dir with mode 0600; backups of the data dir carry it.
+pub fn data_dir_age_key(dir: &Path) -> Result<tale_secrets::AgeKeys> {
+    let path = dir.join(AGE_KEY_FILE);
+    if !path.exists() {
+        let text = tale_secrets::AgeKeys::new_key_file("created by tale serve: provider API keys are encrypted to this key");
+        let mut f = OpenOptions::new().create_new(true).write(true).mode(0o600).open(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    tale_secrets::AgeKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
 
 /// Creates the data dir if needed and checks it can be written.
 pub fn prepare(dir: &Path) -> Result<()> {

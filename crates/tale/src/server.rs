@@ -26,6 +26,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
+    flusher: JoinHandle<()>,
     _lock: ServerLock,
 }
 
@@ -47,11 +48,8 @@ pub async fn start(config: Config) -> Result<Server> {
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
     let services = services(&config, store.clone())?;
     let config = Arc::new(config);
-    let age_keys = tale_secrets::AgeKeys::from_env(&crate::settings::process_env)?;
-    if age_keys.is_empty() {
-        tracing::info!("no SOPS_AGE_KEY or SOPS_AGE_KEY_FILE: provider secrets must be plaintext files with mode 0600");
-    }
-    let state = AppState::new(services.clone(), config.clone(), age_keys).map_err(|e| anyhow::anyhow!("TALE_TRUSTED_PROXIES: {e}"))?;
+    let chat = chat_service(&config, services.clone()).await?;
+    let state = AppState::new(services.clone(), config.clone(), chat.clone()).map_err(|e| anyhow::anyhow!("TALE_TRUSTED_PROXIES: {e}"))?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another program using that port? Choose another with --listen", config.listen)
@@ -63,6 +61,7 @@ pub async fn start(config: Config) -> Result<Server> {
     background.push(tokio::spawn(services.feed.clone().run_tailer(store.clone(), FEED_POLL, stopped.clone())));
     background.push(tokio::spawn(housekeeping(services.clone(), stopped.clone())));
     background.push(tokio::spawn(invalidate_on_change(services.clone(), stopped.clone())));
+    let flusher = chat.spawn_flusher();
 
     match services.prepare_setup().await? {
         Some(token) => {
@@ -85,7 +84,40 @@ pub async fn start(config: Config) -> Result<Server> {
         "Tale is ready on {}",
         config.site_url
     );
-    Ok(Server { addr, state, stop, task, background, _lock: lock })
+    Ok(Server { addr, state, stop, task, background, flusher, _lock: lock })
+}
+
+/// The chat role: seeded example agents and providers, the age keys provider secrets are
+/// encrypted to, the object store, and answers left streaming by a crash marked interrupted.
+async fn chat_service(config: &Config, services: Arc<Services>) -> Result<Arc<tale_chat::ChatService>> {
+    let force = crate::settings::process_env("FORCE_SEED").is_some_and(|v| v == "true" || v == "1");
+    let seeded = tale_agent::files::seed_examples(&config.config_dir, env!("CARGO_PKG_VERSION"), force)
+        .with_context(|| format!("cannot write the example agents into {}", config.config_dir.display()))?;
+    if !seeded.is_empty() {
+        tracing::info!(files = seeded.len(), dir = %config.config_dir.display(), "seeded the example agents and providers");
+    }
+    let mut age_keys = tale_secrets::AgeKeys::from_env(&crate::settings::process_env)?;
+    if age_keys.is_empty() {
+        age_keys = datadir::data_dir_age_key(&config.data_dir)?;
+    }
+    let objects = tale_objects::ObjectStore::open(config.objects_dir()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let chat = tale_chat::ChatService::new(
+        services,
+        Arc::new(tale_agent::catalog::Catalog::new(config.config_dir.clone())),
+        age_keys,
+        objects,
+        tale_chat::ChatConfig {
+            site_url: config.site_url.clone(),
+            max_upload_bytes: config.max_upload_bytes,
+            render_markdown: tale_ui::markdown::render,
+            flush_every: Duration::from_millis(500),
+        },
+    )?;
+    let interrupted = chat.recover().await?;
+    if interrupted > 0 {
+        tracing::warn!(answers = interrupted, "answers that were being written when the server stopped are marked interrupted");
+    }
+    Ok(chat)
 }
 
 impl Server {
@@ -93,6 +125,9 @@ impl Server {
     pub async fn stop(self, grace: Duration) -> Result<()> {
         let _ = self.stop.send(true);
         self.state.start_draining();
+        // Answers being written are stopped and stored before the store goes away.
+        self.state.chat.shutdown(grace.min(Duration::from_secs(5))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.flusher).await;
         let result = tokio::time::timeout(grace, self.task).await;
         for t in self.background {
             t.abort();

@@ -22,6 +22,7 @@ struct FileConfig {
     log_format: Option<String>,
     log_filter: Option<String>,
     max_body_bytes: Option<usize>,
+    max_upload_bytes: Option<u64>,
     session_ttl_hours: Option<u64>,
     trusted_proxies: Option<Vec<String>>,
 }
@@ -97,6 +98,11 @@ pub fn load(common: &CommonArgs, serve: Option<&ServeArgs>, env: Env) -> Result<
     if let Some(v) = env("TALE_MAX_BODY_BYTES") { config.max_body_bytes = parse_num(&v, "TALE_MAX_BODY_BYTES")?; }
     if config.max_body_bytes < 1024 {
         bail!("max body size must be at least 1024 bytes");
+    }
+    if let Some(v) = file.max_upload_bytes { config.max_upload_bytes = v; }
+    if let Some(v) = env("TALE_MAX_UPLOAD_BYTES") { config.max_upload_bytes = parse_num(&v, "TALE_MAX_UPLOAD_BYTES")?; }
+    if config.max_upload_bytes == 0 {
+        bail!("the upload limit must be at least one byte");
     }
     if let Some(v) = file.session_ttl_hours { config.session_ttl_secs = v * 3600; }
     if let Some(v) = env("TALE_SESSION_TTL_HOURS") { config.session_ttl_secs = parse_num::<u64>(&v, "TALE_SESSION_TTL_HOURS")? * 3600; }

@@ -9,6 +9,10 @@ use tale_core::role::Role;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Overview,
+    Chat,
+    Agents,
+    Providers,
+    Usage,
     Members,
     ApiKeys,
     Audit,
@@ -40,6 +44,7 @@ fn head(title: &str, csrf: Option<&str>) -> Markup {
             @if let Some(token) = csrf { meta name="csrf-token" content=(token); }
             link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
             link rel="stylesheet" href="/static/app.css";
+            link rel="stylesheet" href="/static/code.css";
             script src="/static/app.js" defer {}
         }
     }
@@ -82,6 +87,10 @@ pub fn page(shell: &Shell, body: Markup) -> Markup {
                         nav aria-label="Organisation" {
                             ul {
                                 (link(Nav::Overview, format!("/dashboard/{org_slug}"), "Overview"))
+                                @if can(Permission::ChatUse) { (link(Nav::Chat, format!("/dashboard/{org_slug}/chat"), "Chat")) }
+                                @if can(Permission::AgentsManage) { (link(Nav::Agents, format!("/dashboard/{org_slug}/agents"), "Agents")) }
+                                @if can(Permission::OrgSettings) { (link(Nav::Providers, format!("/dashboard/{org_slug}/providers"), "Providers")) }
+                                @if can(Permission::OrgSettings) { (link(Nav::Usage, format!("/dashboard/{org_slug}/usage"), "Usage")) }
                                 @if can(Permission::MembersRead) { (link(Nav::Members, format!("/dashboard/{org_slug}/members"), "Members")) }
                                 @if can(Permission::ApiKeysManage) { (link(Nav::ApiKeys, format!("/dashboard/{org_slug}/api-keys"), "API keys")) }
                                 @if can(Permission::AuditRead) { (link(Nav::Audit, format!("/dashboard/{org_slug}/audit"), "Audit log")) }

@@ -7,7 +7,10 @@
 
 pub mod account;
 pub mod assets;
+pub mod chat;
+pub mod config;
 pub mod layout;
+pub mod markdown;
 pub mod org;
 
 pub use layout::{Nav, Shell};

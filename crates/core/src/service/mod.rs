@@ -180,7 +180,8 @@ impl Services {
         Grant::check(permission, &org.id, &org.slug, &principal.user.id, role)
     }
 
-    fn actor(principal: &Principal, grant: Option<&Grant>) -> Actor {
+    /// Who is acting, as the audit log records it.
+    pub fn actor(principal: &Principal, grant: Option<&Grant>) -> Actor {
         Actor {
             id: principal.user.id.clone(),
             email: Some(principal.user.email.clone()),

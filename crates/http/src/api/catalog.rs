@@ -5,11 +5,10 @@ use crate::auth::Granted;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 use tale_core::permission::Permission;
-use tale_core::role::Role;
 use tale_llm::loader::Skipped;
 
 fn skipped(list: &[Skipped]) -> Value {
@@ -39,28 +38,16 @@ pub async fn providers(State(state): State<AppState>, g: Granted) -> Result<Json
     Ok(Json(json!({"providers": providers, "skipped": skipped(&snap.providers.skipped)})))
 }
 
-/// The caller's language: the first tag of `Accept-Language`, else English.
-fn locale(headers: &HeaderMap) -> String {
-    headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|t| t.split(';').next().unwrap_or("").trim().to_owned())
-        .filter(|t| !t.is_empty() && t != "*")
-        .unwrap_or_else(|| "en".into())
-}
-
 /// Agents the caller may chat with (or, for those who manage agents, all of them).
 pub async fn agents(State(state): State<AppState>, g: Granted, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let snap = state.catalog.snapshot(&g.grant.org_slug);
     let manages = Permission::AgentsManage.allows(g.grant.role);
-    let admin_or_dev = matches!(g.grant.role, Role::Owner | Role::Admin | Role::Developer);
-    let lang = locale(&headers);
+    let lang = crate::api::chat::locale(&headers);
     let agents: Vec<Value> = snap
         .agents
         .agents
         .iter()
-        .filter(|a| (a.visible_in_chat || manages) && (!a.admin_developer_only || admin_or_dev))
+        .filter(|a| a.usable_by(g.grant.role))
         .map(|a| {
             json!({
                 "slug": a.slug,

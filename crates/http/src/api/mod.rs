@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod chat;
+pub mod config_edit;
 pub mod keys;
 pub mod openai_compat;
 pub mod orgs;

@@ -32,9 +32,7 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tale_core::Error;
-use tale_llm::client::anthropic::AnthropicClient;
-use tale_llm::client::openai::OpenAiClient;
-use tale_llm::client::{ChatRequest, ChatResponse, LlmError, Message, Part, RetryPolicy, Role, StreamEvent, ToolCall, ToolSpec, Usage};
+use tale_llm::client::{ChatRequest, LlmError, Message, Part, Role, StreamEvent, ToolCall, ToolSpec, Usage};
 use tale_llm::ModelRef;
 
 fn bad(msg: &str) -> ApiError {
@@ -124,29 +122,18 @@ fn usage_json(u: &Usage) -> Value {
            "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens}, "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}})
 }
 
+fn tokens(u: &Usage) -> tale_core::chat::TokenCounts {
+    tale_core::chat::TokenCounts { input: u.input_tokens, output: u.output_tokens, cached_input: u.cached_input_tokens, reasoning: u.reasoning_tokens }
+}
+
 fn upstream(e: LlmError) -> ApiError {
     ApiError::Upstream(e.to_string())
-}
-
-/// Either dialect's stream behind one `next()`.
-enum AnyStream {
-    OpenAi(tale_llm::client::openai::ChatStream),
-    Anthropic(tale_llm::client::anthropic::MessageStream),
-}
-
-impl AnyStream {
-    async fn next(&mut self) -> Option<Result<StreamEvent, LlmError>> {
-        match self {
-            AnyStream::OpenAi(s) => s.next().await,
-            AnyStream::Anthropic(s) => s.next().await,
-        }
-    }
 }
 
 /// `POST /api/v1/chat/completions`: passed through to the model named by `model`, in the
 /// OpenAI shape whatever the provider speaks. With `tools`, the model's calls come back for the
 /// client to run (TALE-COMPAT §9.2).
-pub async fn chat_completions(State(state): State<AppState>, g: Granted, Meta(meta): Meta, ApiJson(body): ApiJson<Value>) -> Result<Response, ApiError> {
+pub async fn chat_completions(State(state): State<AppState>, g: Granted, Meta(meta): Meta, headers: axum::http::HeaderMap, ApiJson(body): ApiJson<Value>) -> Result<Response, ApiError> {
     if let Err(retry_after_secs) = state.chat_limiter.hit(meta.ip.as_deref().unwrap_or("unknown")) {
         return Err(ApiError::Domain(Error::RateLimited { retry_after_secs }));
     }
@@ -159,17 +146,17 @@ pub async fn chat_completions(State(state): State<AppState>, g: Granted, Meta(me
     for (k, v) in resolved.options {
         req.extra.entry(k).or_insert(v);
     }
-    let anthropic = resolved.endpoint.base_url.contains("anthropic.com");
-    let retry = RetryPolicy::default();
     let id = format!("chatcmpl-{}", tale_core::id::new_id());
     let created = tale_core::id::now_ms() / 1000;
+    let lang = crate::api::chat::locale(&headers);
     if !stream {
-        let r: ChatResponse = if anthropic {
-            AnthropicClient::new(retry).map_err(upstream)?.chat(&resolved.endpoint, &req).await
-        } else {
-            OpenAiClient::new(retry).map_err(upstream)?.chat(&resolved.endpoint, &req).await
+        let r = state.chat.llm().chat(&resolved.endpoint, &req).await.map_err(upstream)?;
+        if let Some(u) = &r.usage {
+            let c = crate::api::chat::caller(&g, &lang);
+            if let Err(e) = state.chat.record_api_usage(&c, &resolved.provider, &resolved.model, tokens(u)).await {
+                tracing::warn!(error = %e, "could not record API usage");
+            }
         }
-        .map_err(upstream)?;
         let mut message = json!({"role": "assistant", "content": if r.tool_calls.is_empty() { json!(r.text) } else if r.text.is_empty() { Value::Null } else { json!(r.text) }});
         if !r.tool_calls.is_empty() {
             message["tool_calls"] = r.tool_calls.iter().map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})).collect();
@@ -181,10 +168,21 @@ pub async fn chat_completions(State(state): State<AppState>, g: Granted, Meta(me
         }
         return Ok(Json(out).into_response());
     }
-    let upstream_stream = if anthropic {
-        AnyStream::Anthropic(AnthropicClient::new(retry).map_err(upstream)?.chat_stream(&resolved.endpoint, &req).await.map_err(upstream)?)
-    } else {
-        AnyStream::OpenAi(OpenAiClient::new(retry).map_err(upstream)?.chat_stream(&resolved.endpoint, &req).await.map_err(upstream)?)
+    let upstream_stream = state.chat.llm().chat_stream(&resolved.endpoint, &req).await.map_err(upstream)?;
+    // Usage arrives at the end of the stream; it is recorded from there, outside the request.
+    let recorder = {
+        let (chat, principal, grant, meta, provider, model) =
+            (state.chat.clone(), g.principal.clone(), g.grant.clone(), g.meta.clone(), resolved.provider.clone(), resolved.model.clone());
+        move |u: Usage| {
+            let (chat, principal, grant, meta, provider, model, lang) =
+                (chat.clone(), principal.clone(), grant.clone(), meta.clone(), provider.clone(), model.clone(), lang.clone());
+            tokio::spawn(async move {
+                let c = tale_chat::Caller { principal: &principal, grant: &grant, meta: &meta, locale: &lang };
+                if let Err(e) = chat.record_api_usage(&c, &provider, &model, tokens(&u)).await {
+                    tracing::warn!(error = %e, "could not record API usage");
+                }
+            });
+        }
     };
     let chunk = move |delta: Value, finish: Option<String>| -> String {
         let c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model_name,
@@ -194,6 +192,7 @@ pub async fn chat_completions(State(state): State<AppState>, g: Granted, Meta(me
     // State: the upstream stream, whether the role chunk went out, whether we are done.
     let events = futures_util::stream::unfold((upstream_stream, false, false), move |(mut s, started, done)| {
         let chunk = chunk.clone();
+        let recorder = recorder.clone();
         async move {
             if done {
                 return None;
@@ -222,11 +221,15 @@ pub async fn chat_completions(State(state): State<AppState>, g: Granted, Meta(me
                     chunk(json!({"tool_calls": [call]}), None)
                 }
                 Some(Ok(StreamEvent::Finish(reason))) => chunk(json!({}), Some(reason)),
-                Some(Ok(StreamEvent::Usage(u))) if include_usage => {
-                    let c = json!({"object": "chat.completion.chunk", "choices": [], "usage": usage_json(&u)});
-                    format!("data: {c}\n\n")
+                Some(Ok(StreamEvent::Usage(u))) => {
+                    recorder(u);
+                    if include_usage {
+                        let c = json!({"object": "chat.completion.chunk", "choices": [], "usage": usage_json(&u)});
+                        format!("data: {c}\n\n")
+                    } else {
+                        String::new()
+                    }
                 }
-                Some(Ok(StreamEvent::Usage(_))) => String::new(),
             };
             Some((Ok(text), (s, true, false)))
         }

@@ -1,15 +1,20 @@
 //! Talking to model providers. One request shape for every provider, one event stream back.
 //! `openai.rs` speaks the OpenAI-compatible `/chat/completions` dialect (OpenAI, OpenRouter, vLLM,
-//! llama.cpp, Ollama's `/v1`); Anthropic and Azure join behind the same types.
+//! llama.cpp, Ollama's `/v1`, Azure OpenAI through [`operation_url`]); `anthropic.rs` speaks the
+//! Messages dialect. [`LlmClient`] picks the dialect an endpoint speaks.
 
 pub mod anthropic;
 pub mod openai;
 pub mod sse;
 
+use anthropic::AnthropicClient;
+use openai::OpenAiClient;
+
 use serde_json::{Map, Value};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
     User,
@@ -18,14 +23,15 @@ pub enum Role {
 }
 
 /// A piece of message content: text, or an image for vision models.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Part {
     Text(String),
     /// An `https:` or `data:` URL.
     Image(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
@@ -33,7 +39,7 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub role: Role,
     pub parts: Vec<Part>,
@@ -258,5 +264,67 @@ impl RetryPolicy {
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let backoff = self.base_delay.saturating_mul(2u32.saturating_pow(attempt));
         retry_after.unwrap_or(backoff).min(self.max_delay)
+    }
+}
+
+/// Which wire format an endpoint speaks. The reference assumes the OpenAI dialect everywhere;
+/// Anthropic's own API (and anything at a base URL ending in `/anthropic`) speaks Messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+impl Dialect {
+    pub fn of(ep: &Endpoint) -> Dialect {
+        let base = ep.base_url.split('?').next().unwrap_or("").trim_end_matches('/');
+        let host = base.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("");
+        if host.ends_with("anthropic.com") || base.ends_with("/anthropic") { Dialect::Anthropic } else { Dialect::OpenAi }
+    }
+}
+
+/// Either dialect's stream behind one `next()`. Dropping it closes the upstream connection.
+pub enum ChatEvents {
+    OpenAi(openai::ChatStream),
+    Anthropic(anthropic::MessageStream),
+}
+
+impl ChatEvents {
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, LlmError>> {
+        match self {
+            ChatEvents::OpenAi(s) => s.next().await,
+            ChatEvents::Anthropic(s) => s.next().await,
+        }
+    }
+}
+
+/// One client for every provider: chat (whole or streamed) in the endpoint's dialect.
+pub struct LlmClient {
+    openai: OpenAiClient,
+    anthropic: AnthropicClient,
+}
+
+impl LlmClient {
+    pub fn new(retry: RetryPolicy) -> Result<Self, LlmError> {
+        Ok(LlmClient { openai: OpenAiClient::new(retry)?, anthropic: AnthropicClient::new(retry)? })
+    }
+
+    pub async fn chat(&self, ep: &Endpoint, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        match Dialect::of(ep) {
+            Dialect::OpenAi => self.openai.chat(ep, req).await,
+            Dialect::Anthropic => self.anthropic.chat(ep, req).await,
+        }
+    }
+
+    pub async fn chat_stream(&self, ep: &Endpoint, req: &ChatRequest) -> Result<ChatEvents, LlmError> {
+        Ok(match Dialect::of(ep) {
+            Dialect::OpenAi => ChatEvents::OpenAi(self.openai.chat_stream(ep, req).await?),
+            Dialect::Anthropic => ChatEvents::Anthropic(self.anthropic.chat_stream(ep, req).await?),
+        })
+    }
+
+    /// Embeddings (OpenAI dialect; Anthropic has no embeddings endpoint).
+    pub async fn embed(&self, ep: &Endpoint, model: &str, inputs: &[String], dimensions: Option<u64>) -> Result<openai::Embeddings, LlmError> {
+        self.openai.embed(ep, model, inputs, dimensions).await
     }
 }
