@@ -58,6 +58,7 @@ async fn streamed_text_and_tool_calls() {
         tool_calls: vec![("toolu_a".into(), "rag_search".into(), r#"{"query":"leave policy"}"#.into()), ("toolu_b".into(), "update_todos".into(), r#"{"add":["x"]}"#.into())],
         usage: (40, 12),
         first_token_delay: Duration::ZERO,
+        delta_delay: Duration::ZERO,
     });
     let client = AnthropicClient::new(retry()).unwrap();
     let mut s = client.chat_stream(&endpoint(&p), &request()).await.unwrap();

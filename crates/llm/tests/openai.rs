@@ -87,6 +87,7 @@ async fn parallel_tool_calls_are_reassembled() {
         ],
         usage: (30, 10),
         first_token_delay: Duration::ZERO,
+        delta_delay: Duration::ZERO,
     });
     let mut req = request();
     req.tools = vec![ToolSpec { name: "rag_search".into(), description: "Search".into(), parameters: json!({"type": "object"}) }];
@@ -154,7 +155,7 @@ async fn a_stream_cut_mid_way_is_reported_after_the_text_that_arrived() {
 async fn a_slow_upstream_times_out() {
     let p = ScriptedProvider::start().await;
     for _ in 0..2 {
-        p.push(Script::Reply { deltas: vec!["late".into()], tool_calls: vec![], usage: (1, 1), first_token_delay: Duration::from_secs(2) });
+        p.push(Script::Reply { deltas: vec!["late".into()], tool_calls: vec![], usage: (1, 1), first_token_delay: Duration::from_secs(2), delta_delay: Duration::ZERO });
     }
     let policy = RetryPolicy { attempts: 2, base_delay: Duration::from_millis(10), max_delay: Duration::from_secs(1), request_timeout: Duration::from_millis(300) };
     let client = OpenAiClient::new(policy).unwrap();

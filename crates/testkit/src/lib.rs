@@ -19,8 +19,9 @@ use std::time::Duration;
 /// One scripted answer.
 #[derive(Debug, Clone)]
 pub enum Script {
-    /// A reply: text split into these deltas, optional tool calls `(id, name, arguments)`.
-    Reply { deltas: Vec<String>, tool_calls: Vec<(String, String, String)>, usage: (u64, u64), first_token_delay: Duration },
+    /// A reply: text split into these deltas, optional tool calls `(id, name, arguments)`, with a
+    /// pause before the first token and between deltas (streaming only).
+    Reply { deltas: Vec<String>, tool_calls: Vec<(String, String, String)>, usage: (u64, u64), first_token_delay: Duration, delta_delay: Duration },
     /// An HTTP error with an optional `Retry-After` (seconds) and body.
     Status { code: u16, retry_after: Option<u64>, body: String },
     /// A stream that sends these deltas, then drops the connection without finishing.
@@ -32,7 +33,21 @@ impl Script {
         // Realistic chunking: a few characters per delta, as tokenisers produce.
         let chars: Vec<char> = text.chars().collect();
         let deltas = chars.chunks(4).map(|c| c.iter().collect()).collect();
-        Script::Reply { deltas, tool_calls: Vec::new(), usage: (12, chars.len() as u64 / 4 + 1), first_token_delay: Duration::ZERO }
+        Script::Reply { deltas, tool_calls: Vec::new(), usage: (12, chars.len() as u64 / 4 + 1), first_token_delay: Duration::ZERO, delta_delay: Duration::ZERO }
+    }
+
+    /// Text streamed at a pace: one delta every `every`.
+    pub fn paced(text: &str, every: Duration) -> Script {
+        match Script::text(text) {
+            Script::Reply { deltas, tool_calls, usage, first_token_delay, .. } => Script::Reply { deltas, tool_calls, usage, first_token_delay, delta_delay: every },
+            other => other,
+        }
+    }
+
+    /// Tool calls `(id, name, arguments)` and no text.
+    pub fn calls(calls: &[(&str, &str, &str)]) -> Script {
+        let tool_calls = calls.iter().map(|(i, n, a)| ((*i).to_owned(), (*n).to_owned(), (*a).to_owned())).collect();
+        Script::Reply { deltas: Vec::new(), tool_calls, usage: (20, 5), first_token_delay: Duration::ZERO, delta_delay: Duration::ZERO }
     }
 }
 
@@ -40,6 +55,8 @@ impl Script {
 struct Inner {
     scripts: VecDeque<Script>,
     requests: Vec<(HeaderMap, Value)>,
+    /// Streams whose client went away before the end.
+    abandoned: usize,
 }
 
 /// A running scripted provider; dropping it stops the server.
@@ -67,6 +84,11 @@ impl ScriptedProvider {
 
     pub fn push(&self, script: Script) {
         self.inner.lock().unwrap().scripts.push_back(script);
+    }
+
+    /// How many streams the client closed before they ended (a stopped answer closes its stream).
+    pub fn abandoned_streams(&self) -> usize {
+        self.inner.lock().unwrap().abandoned
     }
 
     /// Every request body received so far, with its headers.
@@ -101,7 +123,7 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: 
             }
             r
         }
-        Script::Reply { deltas, tool_calls, usage, first_token_delay } if !stream => {
+        Script::Reply { deltas, tool_calls, usage, first_token_delay, .. } if !stream => {
             tokio::time::sleep(first_token_delay).await;
             let calls: Vec<Value> = tool_calls
                 .iter()
@@ -119,14 +141,19 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: 
                           "prompt_tokens_details": {"cached_tokens": 2}, "completion_tokens_details": {"reasoning_tokens": 1}}}))
             .into_response()
         }
-        Script::Reply { deltas, tool_calls, usage, first_token_delay } => {
+        Script::Reply { deltas, tool_calls, usage, first_token_delay, delta_delay } => {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
             let include_usage = request["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+            let watcher = inner.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(first_token_delay).await;
                 let _ = tx.send(Ok(chunk(&model, json!({"role": "assistant", "content": ""}), None))).await;
                 for d in deltas {
+                    if !delta_delay.is_zero() {
+                        tokio::time::sleep(delta_delay).await;
+                    }
                     if tx.send(Ok(chunk(&model, json!({"content": d}), None))).await.is_err() {
+                        watcher.lock().unwrap().abandoned += 1;
                         return;
                     }
                 }
@@ -204,7 +231,7 @@ async fn messages(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, bo
             });
             return sse(rx);
         }
-        Script::Reply { deltas, tool_calls, usage, first_token_delay } => (deltas, tool_calls, usage, first_token_delay),
+        Script::Reply { deltas, tool_calls, usage, first_token_delay, .. } => (deltas, tool_calls, usage, first_token_delay),
     };
     let stop = if tool_calls.is_empty() { "end_turn" } else { "tool_use" };
     if !stream {

@@ -225,19 +225,28 @@ impl Loop<'_> {
             if step.calls.is_empty() {
                 return (Ending::Completed, text, transcript(&messages));
             }
+            let mut paused = false;
             for call in &step.calls {
+                if paused {
+                    // Every call needs a result; calls after a form wait for the next turn.
+                    messages.push(tool_result(&call.id, "Not run: the user is answering a form first. Call it again if still needed."));
+                    continue;
+                }
                 let (cancel, deadline, timed_out) = (self.cancel, self.deadline, self.timeout_message());
                 let outcome = tokio::select! {
                     o = self.tool_step(call) => o,
                     _ = cancel.cancelled() => return (Ending::Stopped, text, transcript(&messages)),
                     _ = tokio::time::sleep_until(deadline) => return (Ending::Failed(timed_out), text, transcript(&messages)),
                 };
-                let mut result = Message::text(Role::Tool, &outcome.content);
-                result.tool_call_id = Some(call.id.clone());
-                messages.push(result);
+                // A paused call's result is the user's answer, added when they give it.
                 if outcome.pause {
-                    return (Ending::Waiting, text, transcript(&messages));
+                    paused = true;
+                } else {
+                    messages.push(tool_result(&call.id, &outcome.content));
                 }
+            }
+            if paused {
+                return (Ending::Waiting, text, transcript(&messages));
             }
         }
         self.log.warnings.push(format!("stopped after maxSteps ({}) model calls while the model still wanted tools", self.input.max_steps));
@@ -430,6 +439,12 @@ impl Loop<'_> {
         });
         output
     }
+}
+
+fn tool_result(call_id: &str, content: &str) -> Message {
+    let mut m = Message::text(Role::Tool, content);
+    m.tool_call_id = Some(call_id.to_owned());
+    m
 }
 
 /// The messages after the system message.

@@ -124,6 +124,7 @@ async fn the_openai_python_sdk_chats_through_tale() {
         tool_calls: vec![("call_9".into(), "get_weather".into(), r#"{"city":"Bern"}"#.into())],
         usage: (20, 5),
         first_token_delay: Duration::ZERO,
+        delta_delay: Duration::ZERO,
     });
     upstream.push(Script::Status { code: 401, retry_after: None, body: r#"{"error":{"message":"bad upstream key"}}"#.into() });
     let script = r#"

@@ -13,6 +13,10 @@ mod audit;
 mod browser;
 /// Providers and agents from the config directory.
 mod catalog;
+/// Chat: streaming, stop, versions, reconnecting, tools, forms, attachments, failures, editing.
+mod chat;
+/// Chat helpers: the local provider, agents, WebSocket thread clients.
+mod chatkit;
 /// The CLI in its exact scripted forms.
 mod cli;
 /// WebSocket live updates.

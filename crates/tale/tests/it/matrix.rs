@@ -13,6 +13,10 @@ fn concrete(path: &str) -> String {
         .replace("{id}", "00000000-0000-0000-0000-000000000000")
         .replace("{token}", "not-a-token")
         .replace("{file}", "app.css")
+        .replace("{mid}", "00000000-0000-0000-0000-000000000000")
+        .replace("{aid}", "00000000-0000-0000-0000-000000000000")
+        .replace("{slug}", "no-such-slug")
+        .replace("{version}", "1")
 }
 
 /// True when the response says the caller lacks the role.
