@@ -175,6 +175,11 @@ print(json.dumps(out))
     assert_eq!(r["unknown"][0], 400);
     assert!(r["unknown"][1].as_str().unwrap().contains("no provider defines model 'no-such-model'"));
 
+    // Every answer with usage went into the ledger, as API calls.
+    let (_, usage) = owner.json(Method::GET, "/api/orgs/default/usage?by=agent", None).await;
+    assert_eq!(usage["totals"][0]["key"], "api");
+    assert_eq!(usage["totals"][0]["calls"], 3, "{usage}");
+
     // What reached the upstream: its own key (never the caller's), the merged provider options.
     let (headers, body) = &upstream.requests()[0];
     assert_eq!(headers["authorization"], "Bearer sk-upstream-secret");

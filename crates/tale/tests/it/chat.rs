@@ -380,6 +380,27 @@ async fn upstream_failures_reach_the_thread_and_fallbacks_take_over() {
     assert_eq!(slow["status"], "failed");
     assert!(slow["error"].as_str().unwrap().contains("limit of 1 s"), "{}", slow["error"]);
 
+    // A secrets file others can read is refused, with the fix in the message (never the key).
+    write_agent(&ts, "helper", json!({}));
+    let secrets = chatkit::config_dir(&ts).join("providers/local.secrets.json");
+    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (thread, answer) = start(&owner, "Key?").await;
+    let refused = finished(&owner, &thread, &answer).await;
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("chmod 600") && !error.contains(UPSTREAM_KEY), "{error}");
+    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    // At maxSteps the run ends even if the model still wants tools, and says so.
+    write_agent(&ts, "helper", json!({"maxSteps": 2}));
+    upstream.push(Script::calls(&[("s1", "update_todos", r#"{"action":"add","items":[{"text":"a"}]}"#)]));
+    upstream.push(Script::calls(&[("s2", "update_todos", r#"{"action":"add","items":[{"text":"b"}]}"#)]));
+    let (thread, answer) = start(&owner, "Loop").await;
+    let capped = finished(&owner, &thread, &answer).await;
+    assert_eq!(capped["status"], "complete");
+    let (_, run) = owner.json(Method::GET, &format!("/api/orgs/default/runs/{}", capped["runId"].as_str().unwrap()), None).await;
+    assert!(run["run"]["log"]["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("maxSteps (2)")), "{}", run["run"]["log"]);
+    assert_eq!(run["run"]["log"]["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "model").count(), 2);
+
     // A model reference that resolves nowhere.
     write_agent(&ts, "helper", json!({"supportedModels": ["local:no-such-model"]}));
     let (thread, answer) = start(&owner, "Anyone?").await;

@@ -23,7 +23,11 @@ pub fn config_dir(ts: &TestServer) -> PathBuf {
 /// Writes `providers/local.json` (models `llm` with vision and a cost table, `backup`, and
 /// `tiny` with a small context window) and its secrets file.
 pub fn write_provider(ts: &TestServer, upstream: &ScriptedProvider) {
-    let dir = config_dir(ts).join("providers");
+    write_provider_in(&config_dir(ts), upstream);
+}
+
+pub fn write_provider_in(config_dir: &std::path::Path, upstream: &ScriptedProvider) {
+    let dir = config_dir.join("providers");
     std::fs::create_dir_all(&dir).unwrap();
     let provider = json!({
         "displayName": "Local",
@@ -42,6 +46,11 @@ pub fn write_provider(ts: &TestServer, upstream: &ScriptedProvider) {
 
 /// Writes `agents/<slug>.json` from a base agent with `fields` on top.
 pub fn write_agent(ts: &TestServer, slug: &str, fields: Value) {
+    write_agent_in(&config_dir(ts), slug, fields);
+    ts.server.as_ref().unwrap().state.catalog.invalidate("default");
+}
+
+pub fn write_agent_in(config_dir: &std::path::Path, slug: &str, fields: Value) {
     let mut agent = json!({
         "supportedModels": ["local:llm"],
         "displayName": "Helper",
@@ -52,10 +61,9 @@ pub fn write_agent(ts: &TestServer, slug: &str, fields: Value) {
     for (k, v) in fields.as_object().unwrap() {
         agent[k] = v.clone();
     }
-    let dir = config_dir(ts).join("agents");
+    let dir = config_dir.join("agents");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{slug}.json")), agent.to_string()).unwrap();
-    ts.server.as_ref().unwrap().state.catalog.invalidate("default");
 }
 
 /// A scripted upstream, the local provider, and the `helper` agent.
@@ -80,10 +88,10 @@ pub async fn finished(user: &User, thread: &str, message: &str) -> Value {
         let (s, view) = user.json(Method::GET, &format!("/api/orgs/default/threads/{thread}"), None).await;
         assert_eq!(s, 200, "{view}");
         let found = view["messages"].as_array().unwrap().iter().find(|m| m["id"] == message).cloned();
-        if let Some(m) = found.filter(|m| m["status"] != "streaming") {
-            if !view["live"].as_bool().unwrap() {
-                return m;
-            }
+        if let Some(m) = found.filter(|m| m["status"] != "streaming")
+            && !view["live"].as_bool().unwrap()
+        {
+            return m;
         }
         assert!(Instant::now() < deadline, "answer {message} did not finish: {view}");
         tokio::time::sleep(Duration::from_millis(30)).await;

@@ -220,3 +220,96 @@ fn doctor_names_a_bad_provider_file_and_the_field() {
     assert!(report.contains("1 provider file(s) load"), "{report}");
     assert!(report.contains("local.json: models[0].tags[0]: unknown tag \"chatt\""), "{report}");
 }
+
+/// `kill -9` mid-answer: after a restart the answer is marked interrupted and keeps what was
+/// persisted, which is all but the last second or so of what had streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_keeps_the_streamed_answer_and_marks_it_interrupted() {
+    use serde_json::{json, Value};
+    use tale_testkit::{Script, ScriptedProvider};
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let data = dir.path().join("data");
+    let upstream = ScriptedProvider::start().await;
+    crate::chatkit::write_provider_in(&data.join("config"), &upstream);
+    crate::chatkit::write_agent_in(&data.join("config"), "helper", json!({}));
+    let out = tale(&["admin", "create-user", "--data-dir", data.to_str().unwrap(), "--email", "o@example.com", "--password", PASSWORD, "--role", "owner"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let port = free_port();
+    let start = |data: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_tale"))
+            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let sign_in = || async {
+        let client = crate::harness::client();
+        let r = client.post(format!("http://127.0.0.1:{port}/api/auth/sign-in")).json(&json!({"email": "o@example.com", "password": PASSWORD})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let csrf = r.json::<Value>().await.unwrap()["csrfToken"].as_str().unwrap().to_owned();
+        (client, csrf)
+    };
+
+    let mut server = start(&data);
+    wait_ready(port).await;
+    let (client, csrf) = sign_in().await;
+    let story: String = (0..400).map(|i| format!("w{i:03} ")).collect();
+    upstream.push(Script::paced(&story, Duration::from_millis(20)));
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/api/orgs/default/threads"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"agent": "helper", "message": "A long story"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let turn: Value = r.json().await.unwrap();
+    let (thread, answer) = (turn["thread"]["id"].as_str().unwrap().to_owned(), turn["answer"]["id"].as_str().unwrap().to_owned());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let view: Value = client.get(format!("http://127.0.0.1:{port}/api/orgs/default/threads/{thread}")).send().await.unwrap().json().await.unwrap();
+    let seen = view["messages"][1]["content"].as_str().unwrap().to_owned();
+    assert!(view["live"].as_bool().unwrap() && seen.len() > 200, "streaming when killed: {} chars", seen.len());
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let mut server = start(&data);
+    wait_ready(port).await;
+    let (client, csrf) = sign_in().await;
+    let view: Value = client.get(format!("http://127.0.0.1:{port}/api/orgs/default/threads/{thread}")).send().await.unwrap().json().await.unwrap();
+    let kept = &view["messages"][1];
+    assert_eq!(kept["id"], answer.as_str());
+    assert_eq!(kept["status"], "interrupted");
+    assert!(kept["error"].as_str().unwrap().contains("regenerate"), "{kept}");
+    let kept_text = kept["content"].as_str().unwrap();
+    assert!(seen.starts_with(kept_text), "what was saved is what was streamed");
+    // Deltas arrive every 20 ms with 5 characters; batches are written every 500 ms.
+    let lost = seen.len() - kept_text.len();
+    assert!(lost <= 5 * 60, "lost {lost} characters, more than about a second of the answer");
+    let run: Value = client.get(format!("http://127.0.0.1:{port}/api/orgs/default/runs/{}", kept["runId"].as_str().unwrap())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(run["run"]["status"], "interrupted");
+
+    // The interrupted answer can be regenerated on the restarted server.
+    upstream.push(Script::text("A short story."));
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/api/orgs/default/threads/{thread}/messages/{answer}/regenerate"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let regenerated: Value = r.json().await.unwrap();
+    let id = regenerated["answer"]["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let view: Value = client.get(format!("http://127.0.0.1:{port}/api/orgs/default/threads/{thread}")).send().await.unwrap().json().await.unwrap();
+        if view["messages"][1]["id"] == id.as_str() && view["messages"][1]["status"] == "complete" {
+            assert_eq!(view["messages"][1]["content"], "A short story.");
+            break;
+        }
+        assert!(Instant::now() < deadline, "regenerated answer did not finish: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&server);
+    assert!(server.wait().unwrap().success());
+}
