@@ -54,9 +54,13 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert("x-request-id", v);
     }
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // A handler that set its own policy (a sandboxed artifact preview, a download) keeps it;
+    // its `frame-ancestors` then decides framing.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Invitation links carry their token in the path: never leak it in a Referer.
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));

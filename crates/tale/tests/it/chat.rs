@@ -259,6 +259,11 @@ async fn tools_run_with_permission_checks_and_their_results_go_back_to_the_model
     assert_eq!(s, 200);
     assert_eq!(a["artifact"]["content"], "# Plan\n- step");
     assert!(a["html"].as_str().unwrap().contains("<h1>Plan</h1>"));
+    // Previews run in a sandboxed origin that only this site may frame.
+    let preview = owner.get(&format!("/api/orgs/default/threads/{thread}/artifacts/{aid}/preview")).await;
+    let csp = preview.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.starts_with("sandbox allow-scripts;") && csp.contains("frame-ancestors 'self'"), "{csp}");
+    assert!(preview.headers().get("x-frame-options").is_none());
     let download = owner.get(&format!("/api/orgs/default/files/{}", file["id"].as_str().unwrap())).await;
     assert_eq!(download.status(), 200);
     assert!(download.headers()["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"notes.md\""));
@@ -514,11 +519,15 @@ async fn attachments_reach_the_model_inline_or_as_images() {
     assert_eq!(parts[1]["type"], "image_url");
     assert!(parts[1]["image_url"]["url"].as_str().unwrap().starts_with("data:image/png;base64,iVBORw"));
 
+    // Uploads are not held to the JSON body limit (2 MiB), only to the upload limit.
+    let big = upload("big.txt", "text/plain", vec![b'a'; 3 * 1024 * 1024]).await;
+    assert!(!big.is_empty());
+
     // The same bytes are stored once.
     let again = upload("copy.csv", "text/csv", b"city,people\nBern,140000\n".to_vec()).await;
     assert_ne!(again, notes);
     let stored = walk(&ts.data_dir().join("objects")).into_iter().filter(|p| !p.contains("/objects/tmp/")).count();
-    assert_eq!(stored, 3);
+    assert_eq!(stored, 4);
     // Someone else's upload cannot be attached.
     let other = ts.member("m@example.com", Role::Member).await;
     let (s, _) = other.json(Method::POST, "/api/orgs/default/threads", Some(json!({"agent": "helper", "message": "mine?", "attachments": [again]}))).await;
