@@ -73,6 +73,7 @@ impl ScriptedProvider {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/messages", post(messages))
+            .route("/anthropic/v1/messages", post(messages))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -80,6 +81,11 @@ impl ScriptedProvider {
             axum::serve(listener, app).await.unwrap();
         });
         ScriptedProvider { base_url: format!("http://{addr}/v1"), inner, _server: server }
+    }
+
+    /// A base URL whose path names Anthropic, so Tale speaks the Messages dialect to it.
+    pub fn anthropic_base_url(&self) -> String {
+        self.base_url.replace("/v1", "/anthropic/v1")
     }
 
     pub fn push(&self, script: Script) {

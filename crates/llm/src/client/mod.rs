@@ -213,6 +213,15 @@ mod tests {
     }
 
     #[test]
+    fn dialect_follows_the_host_or_an_anthropic_path() {
+        assert_eq!(Dialect::of(&ep("https://api.anthropic.com/v1")), Dialect::Anthropic);
+        assert_eq!(Dialect::of(&ep("https://gateway.example/anthropic/v1")), Dialect::Anthropic);
+        assert_eq!(Dialect::of(&ep("https://openrouter.ai/api/v1")), Dialect::OpenAi);
+        assert_eq!(Dialect::of(&ep("http://localhost:11434/v1")), Dialect::OpenAi);
+        assert_eq!(Dialect::of(&ep("https://anthropic-proxy.example/v1")), Dialect::OpenAi);
+    }
+
+    #[test]
     fn openai_and_azure_urls() {
         assert_eq!(operation_url(&ep("http://localhost:11434/v1/"), "llama3.3", "chat/completions"), ("http://localhost:11434/v1/chat/completions".into(), "authorization"));
         assert_eq!(
@@ -268,7 +277,8 @@ impl RetryPolicy {
 }
 
 /// Which wire format an endpoint speaks. The reference assumes the OpenAI dialect everywhere;
-/// Anthropic's own API (and anything at a base URL ending in `/anthropic`) speaks Messages.
+/// Anthropic's own API, and gateways that serve it under an `/anthropic` path segment (as
+/// several do), speak Messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     OpenAi,
@@ -278,8 +288,9 @@ pub enum Dialect {
 impl Dialect {
     pub fn of(ep: &Endpoint) -> Dialect {
         let base = ep.base_url.split('?').next().unwrap_or("").trim_end_matches('/');
-        let host = base.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("");
-        if host.ends_with("anthropic.com") || base.ends_with("/anthropic") { Dialect::Anthropic } else { Dialect::OpenAi }
+        let mut parts = base.split("://").nth(1).unwrap_or("").split('/');
+        let host = parts.next().unwrap_or("");
+        if host.ends_with("anthropic.com") || parts.any(|segment| segment == "anthropic") { Dialect::Anthropic } else { Dialect::OpenAi }
     }
 }
 

@@ -680,3 +680,34 @@ async fn agents_and_providers_are_edited_with_history_audit_and_an_encrypted_key
     let page = owner.get("/dashboard/default/providers/local").await.text().await.unwrap();
     assert!(page.contains("encrypted with SOPS + age") && !page.contains(new_key));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_provider_streams_and_calls_tools_in_its_own_dialect() {
+    let ts = TestServer::boot().await;
+    let upstream = tale_testkit::ScriptedProvider::start().await;
+    let dir = chatkit::config_dir(&ts).join("providers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let provider = json!({"displayName": "Claude", "baseUrl": upstream.anthropic_base_url(),
+        "models": [{"id": "claude-test", "displayName": "Claude", "tags": ["chat"], "maxOutputTokens": 1024}]});
+    std::fs::write(dir.join("claude.json"), provider.to_string()).unwrap();
+    let secrets = dir.join("claude.secrets.json");
+    std::fs::write(&secrets, r#"{"apiKey": "sk-ant-test"}"#).unwrap();
+    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    write_agent(&ts, "helper", json!({"supportedModels": ["claude:claude-test"]}));
+    let owner = ts.owner().await;
+    upstream.push(Script::calls(&[("toolu_1", "update_todos", r#"{"action":"add","items":[{"text":"Read"}]}"#)]));
+    upstream.push(Script::text("Done, in Messages format."));
+    let (thread, answer) = start(&owner, "Go").await;
+    let done = finished(&owner, &thread, &answer).await;
+    assert_eq!((done["status"].as_str(), done["content"].as_str()), (Some("complete"), Some("Done, in Messages format.")), "{done}");
+    let requests = upstream.requests();
+    assert_eq!(requests[0].0["x-api-key"], "sk-ant-test");
+    assert_eq!(requests[0].1["system"], "You help. Answer in en.");
+    assert_eq!(requests[0].1["max_tokens"], 1024);
+    // The tool result went back as a tool_result block for the tool_use id.
+    let last_user = requests[1].1["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last_user["content"][0]["type"], "tool_result");
+    assert_eq!(last_user["content"][0]["tool_use_id"], "toolu_1");
+    let (_, run) = owner.json(Method::GET, &format!("/api/orgs/default/runs/{}", done["runId"].as_str().unwrap()), None).await;
+    assert_eq!(run["run"]["tokens"]["cachedInput"], 6, "cache reads from both calls are counted");
+}
