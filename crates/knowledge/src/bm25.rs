@@ -1,0 +1,259 @@
+//! The BM25 index (tantivy): one entry per chunk, its header and text indexed into the field of
+//! its language (see [`crate::tokenize`]), stored with what a search result shows, and filtered
+//! by organisation and folder inside the query, so ranking only ever sees what the caller may
+//! read.
+
+use crate::tokenize::{self, STEMMED};
+use crate::{Error, Result};
+use std::path::Path;
+use std::sync::Mutex;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// Query terms beyond this are ignored: a 10 KB question must not become a 10,000-clause query.
+const MAX_QUERY_TERMS: usize = 64;
+/// Memory for the writer's in-flight segment.
+const WRITER_HEAP: usize = 64 * 1024 * 1024;
+
+/// A chunk as the index keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedChunk<'a> {
+    pub chunk_id: &'a str,
+    pub document_id: &'a str,
+    pub org_id: &'a str,
+    pub folder: &'a str,
+    pub header: &'a str,
+    pub text: &'a str,
+    pub page: Option<u32>,
+    pub section: &'a str,
+}
+
+/// One ranked chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub chunk_id: String,
+    pub document_id: String,
+    pub score: f32,
+}
+
+/// Which chunks a search may see, beyond the organisation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scope {
+    /// Only chunks in these folders (or below them); `None` is every folder.
+    pub folders: Option<Vec<String>>,
+    /// Only these documents; `None` is every document.
+    pub documents: Option<Vec<String>>,
+}
+
+struct Fields {
+    chunk_id: Field,
+    document_id: Field,
+    org_id: Field,
+    folders: Field,
+    header: Field,
+    text: Field,
+    page: Field,
+    section: Field,
+    /// (suffix, field) for each stemmed language, then `plain`.
+    languages: Vec<(&'static str, Field)>,
+}
+
+pub struct Bm25 {
+    index: Index,
+    reader: IndexReader,
+    writer: Option<Mutex<IndexWriter>>,
+    f: Fields,
+}
+
+fn tantivy_err(e: tantivy::TantivyError) -> Error {
+    Error::Index(e.to_string())
+}
+
+fn analyzer_name(suffix: &str) -> String {
+    format!("tale_{suffix}")
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let indexed = |suffix: &str| {
+        TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer(&analyzer_name(suffix)).set_index_option(IndexRecordOption::WithFreqs))
+    };
+    let chunk_id = b.add_text_field("chunk_id", STRING | STORED);
+    let document_id = b.add_text_field("document_id", STRING | STORED);
+    let org_id = b.add_text_field("org_id", STRING);
+    let folders = b.add_text_field("folders", STRING);
+    let header = b.add_text_field("header", STORED);
+    let text = b.add_text_field("text", STORED);
+    let page = b.add_u64_field("page", STORED);
+    let section = b.add_text_field("section", STORED);
+    let mut languages: Vec<(&'static str, Field)> = STEMMED.iter().map(|(s, _, _)| (*s, b.add_text_field(&format!("text_{s}"), indexed(s)))).collect();
+    languages.push(("plain", b.add_text_field("text_plain", indexed("plain"))));
+    (b.build(), Fields { chunk_id, document_id, org_id, folders, header, text, page, section, languages })
+}
+
+/// `/a/b` is in `/`, `/a` and `/a/b`.
+fn folder_prefixes(folder: &str) -> Vec<String> {
+    let mut out = vec!["/".to_owned()];
+    let mut path = String::new();
+    for part in folder.split('/').filter(|p| !p.is_empty()) {
+        path.push('/');
+        path.push_str(part);
+        out.push(path.clone());
+    }
+    out
+}
+
+impl Bm25 {
+    /// Opens (creating) the index in `dir`. Only one process may write; others open read-only.
+    pub fn open(dir: &Path, writable: bool) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        let (schema, f) = schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(|e| Error::Index(e.to_string()))?;
+        let index = Index::open_or_create(directory, schema).map_err(tantivy_err)?;
+        for (suffix, language, _) in STEMMED {
+            index.tokenizers().register(&analyzer_name(suffix), tokenize::stemmed_analyzer(*language));
+        }
+        index.tokenizers().register(&analyzer_name("plain"), tokenize::plain_analyzer());
+        let writer = if writable { Some(Mutex::new(index.writer(WRITER_HEAP).map_err(tantivy_err)?)) } else { None };
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::OnCommitWithDelay).try_into().map_err(tantivy_err)?;
+        Ok(Bm25 { index, reader, writer, f })
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>> {
+        let w = self.writer.as_ref().ok_or_else(|| Error::Index("the index is open read-only".into()))?;
+        Ok(w.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces a document's chunks (not visible until [`Bm25::commit`]).
+    pub fn put_document(&self, document_id: &str, chunks: &[IndexedChunk]) -> Result<()> {
+        let writer = self.writer()?;
+        writer.delete_term(Term::from_field_text(self.f.document_id, document_id));
+        for c in chunks {
+            let suffix = tokenize::field_suffix(c.text);
+            let lang_field = self.f.languages.iter().find(|(s, _)| *s == suffix).map_or(self.f.languages[self.f.languages.len() - 1].1, |(_, f)| *f);
+            let mut d = doc!(
+                self.f.chunk_id => c.chunk_id,
+                self.f.document_id => c.document_id,
+                self.f.org_id => c.org_id,
+                self.f.header => c.header,
+                self.f.text => c.text,
+                self.f.section => c.section,
+                lang_field => format!("{}\n{}", c.header, c.text),
+            );
+            for prefix in folder_prefixes(c.folder) {
+                d.add_text(self.f.folders, &prefix);
+            }
+            if let Some(p) = c.page {
+                d.add_u64(self.f.page, u64::from(p));
+            }
+            writer.add_document(d).map_err(tantivy_err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a document's chunks (not visible until [`Bm25::commit`]).
+    pub fn delete_document(&self, document_id: &str) -> Result<()> {
+        self.writer()?.delete_term(Term::from_field_text(self.f.document_id, document_id));
+        Ok(())
+    }
+
+    /// Makes the changes so far durable and visible.
+    pub fn commit(&self) -> Result<()> {
+        self.writer()?.commit().map_err(tantivy_err)?;
+        self.reader.reload().map_err(tantivy_err)
+    }
+
+    /// Sees commits made by another process.
+    pub fn refresh(&self) -> Result<()> {
+        self.reader.reload().map_err(tantivy_err)
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn filtered(&self, org_id: &str, scope: &Scope, scoring: Box<dyn Query>) -> Box<dyn Query> {
+        let term = |field, text: &str| -> Box<dyn Query> { Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic)) };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, scoring), (Occur::Must, Box::new(ConstScoreQuery::new(term(self.f.org_id, org_id), 0.0)))];
+        if let Some(folders) = &scope.folders {
+            let any: Vec<(Occur, Box<dyn Query>)> = folders.iter().map(|f| (Occur::Should, term(self.f.folders, f))).collect();
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(any)), 0.0))));
+        }
+        if let Some(docs) = &scope.documents {
+            let any: Vec<(Occur, Box<dyn Query>)> = docs.iter().map(|d| (Occur::Should, term(self.f.document_id, d))).collect();
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(any)), 0.0))));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// The `k` best chunks for `query` in the organisation and scope. A query with no words
+    /// (only punctuation) finds nothing; one of only common words still ranks by BM25.
+    pub fn search(&self, org_id: &str, scope: &Scope, query: &str, k: usize) -> Result<Vec<Hit>> {
+        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (suffix, field) in &self.f.languages {
+            let mut analyzer = self.index.tokenizers().get(&analyzer_name(suffix)).ok_or_else(|| Error::Index(format!("analyzer {suffix} missing")))?;
+            for t in tokenize::terms(&mut analyzer, query, MAX_QUERY_TERMS) {
+                should.push((Occur::Should, Box::new(TermQuery::new(Term::from_field_text(*field, &t), IndexRecordOption::WithFreqs))));
+            }
+        }
+        if should.is_empty() || (scope.documents.as_ref().is_some_and(Vec::is_empty)) || scope.folders.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let query = self.filtered(org_id, scope, Box::new(BooleanQuery::new(should)));
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score()).map_err(tantivy_err)?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let d: TantivyDocument = searcher.doc(address).map_err(tantivy_err)?;
+            let text = |field| d.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            out.push(Hit { chunk_id: text(self.f.chunk_id), document_id: text(self.f.document_id), score });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn chunk<'a>(id: &'a str, doc: &'a str, org: &'a str, folder: &'a str, text: &'a str) -> IndexedChunk<'a> {
+        IndexedChunk { chunk_id: id, document_id: doc, org_id: org, folder, header: "Doc", text, page: None, section: "" }
+    }
+
+    #[test]
+    fn ranks_by_bm25_within_org_and_scope_and_forgets_deleted_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Bm25::open(dir.path(), true).unwrap();
+        index.put_document("d1", &[chunk("c1", "d1", "o1", "/guides", "Ownership rules: each value in Rust has an owner.")]).unwrap();
+        index.put_document("d2", &[chunk("c2", "d2", "o1", "/guides/async", "Futures are polled by an executor; ownership moves into the task.")]).unwrap();
+        index.put_document("d3", &[chunk("c3", "d3", "o2", "/", "Ownership of another organisation's secrets.")]).unwrap();
+        index.put_document("d4", &[chunk("c4", "d4", "o1", "/", "東京都の天気は晴れです。")]).unwrap();
+        index.commit().unwrap();
+        let all = Scope::default();
+        let hits = index.search("o1", &all, "ownership owners", 10).unwrap();
+        assert_eq!(hits.iter().map(|h| h.chunk_id.as_str()).collect::<Vec<_>>(), ["c1", "c2"], "stemmed, other org filtered before ranking");
+        let hits = index.search("o1", &Scope { folders: Some(vec!["/guides/async".into()]), documents: None }, "ownership", 10).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].document_id, "d2");
+        assert_eq!(index.search("o1", &all, "東京", 10).unwrap()[0].chunk_id, "c4", "CJK without spaces");
+        assert!(index.search("o1", &all, "?!  ...", 10).unwrap().is_empty());
+        assert!(index.search("o1", &Scope { folders: Some(vec![]), documents: None }, "ownership", 10).unwrap().is_empty());
+        let long_query = "ownership ".repeat(1000);
+        assert_eq!(index.search("o1", &all, &long_query, 10).unwrap().len(), 2);
+        index.delete_document("d1").unwrap();
+        index.commit().unwrap();
+        assert_eq!(index.search("o1", &all, "ownership", 10).unwrap().len(), 1);
+        // Replacing a document's chunks leaves no duplicates.
+        index.put_document("d2", &[chunk("c2", "d2", "o1", "/guides/async", "Futures again")]).unwrap();
+        index.put_document("d2", &[chunk("c2", "d2", "o1", "/guides/async", "Futures again")]).unwrap();
+        index.commit().unwrap();
+        assert_eq!(index.search("o1", &all, "futures", 10).unwrap().len(), 1);
+        // A second process sees commits read-only.
+        let reader = Bm25::open(dir.path(), false).unwrap();
+        assert_eq!(reader.search("o1", &all, "futures", 10).unwrap().len(), 1);
+        assert!(reader.put_document("x", &[]).is_err());
+    }
+}
