@@ -53,6 +53,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest accepted upload (attachments, documents); the reference's 100 MB by default.
     pub max_upload_bytes: u64,
+    /// The knowledge store's directory (`KNOWLEDGE_DATA_DIR`); `<data_dir>/knowledge` by default.
+    /// The operational store never reads it; moving it is this one setting.
+    pub knowledge_dir: PathBuf,
     /// How long a session lives without use.
     pub session_ttl_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (IPs, CIDRs, `loopback`, `uniquelocal`, `linklocal`).
@@ -74,6 +77,7 @@ impl Config {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 3000)));
         Config {
             config_dir: data_dir.join("config"),
+            knowledge_dir: data_dir.join("knowledge"),
             data_dir,
             site_url: format!("http://{listen}"),
             listen,

@@ -188,3 +188,26 @@ pub async fn usage(State(state): State<AppState>, g: Granted, headers: HeaderMap
     let viewer = Viewer::load(&state, g.principal).await?;
     Ok(html(chat_ui::usage(&viewer.shell("Usage", Some((&org, role)), Nav::Usage, &[]), by.as_str(), days, &totals, &names)))
 }
+
+pub async fn knowledge(State(state): State<AppState>, g: Granted) -> PageResult {
+    let org = org_of(&state, &g.grant).await?;
+    let docs = state.knowledge.meta.documents(&g.grant.org_id, "/", 1000).await.map_err(|e| Error::Internal(e.to_string()))?;
+    let rows: Vec<tale_ui::knowledge::DocumentRow> = docs
+        .iter()
+        .map(|d| tale_ui::knowledge::DocumentRow {
+            id: &d.id,
+            folder: &d.folder,
+            name: &d.name,
+            title: d.title.as_deref(),
+            status: &d.status,
+            error: d.error.as_deref(),
+            chunks: d.chunk_count,
+            size: d.size,
+            updated_at: d.updated_at,
+        })
+        .collect();
+    let can_write = tale_core::permission::Permission::KnowledgeWrite.allows(g.grant.role);
+    let role = g.grant.role;
+    let viewer = Viewer::load(&state, g.principal).await?;
+    Ok(html(tale_ui::knowledge::knowledge(&viewer.shell("Knowledge", Some((&org, role)), Nav::Knowledge, &[]), &rows, can_write)))
+}

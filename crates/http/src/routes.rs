@@ -97,6 +97,13 @@ fn table() -> Vec<Entry> {
         r("GET", "/api/orgs/{org}/runs/{id}", Org(P::ChatUse), Api, get(api::chat::run)),
         r("GET", "/api/orgs/{org}/usage", Org(P::OrgSettings), Api, get(api::chat::usage)),
         r("GET", "/api/shared/{token}", SignedIn, Api, get(api::chat::shared)),
+        // Knowledge
+        r("GET", "/api/orgs/{org}/knowledge/documents", Org(P::KnowledgeRead), Api, get(api::knowledge::list)),
+        r("POST", "/api/orgs/{org}/knowledge/documents", Org(P::KnowledgeWrite), Api, post(api::knowledge::upload)),
+        r("DELETE", "/api/orgs/{org}/knowledge/documents/{id}", Org(P::KnowledgeWrite), Api, delete(api::knowledge::delete)),
+        r("POST", "/api/orgs/{org}/knowledge/documents/{id}/retry", Org(P::KnowledgeWrite), Api, post(api::knowledge::retry)),
+        r("GET", "/api/knowledge/search", Caller(P::KnowledgeRead), Api, get(api::knowledge::search_get)),
+        r("POST", "/api/knowledge/search", Caller(P::KnowledgeRead), Api, post(api::knowledge::search_post)),
         // OpenAI-compatible API (TALE-COMPAT §9.2)
         r("GET", "/api/v1/models", Caller(P::ChatUse), Api, get(api::openai_compat::models)),
         r("POST", "/api/v1/chat/completions", Caller(P::ChatUse), Api, post(api::openai_compat::chat_completions)),
@@ -123,6 +130,7 @@ fn table() -> Vec<Entry> {
         r("GET", "/dashboard/{org}/providers/{slug}", Org(P::OrgSettings), Page, get(chat_pages::provider)),
         r("GET", "/dashboard/{org}/runs/{id}", Org(P::ChatUse), Page, get(chat_pages::run)),
         r("GET", "/dashboard/{org}/usage", Org(P::OrgSettings), Page, get(chat_pages::usage)),
+        r("GET", "/dashboard/{org}/knowledge", Org(P::KnowledgeRead), Page, get(chat_pages::knowledge)),
         r("GET", "/static/{file}", Public, Page, get(pages::asset)),
     ]
 }

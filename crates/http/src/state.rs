@@ -14,6 +14,8 @@ pub struct Inner {
     pub services: Arc<Services>,
     /// Threads, turns, live answers, uploads, agent and provider editing.
     pub chat: Arc<tale_chat::ChatService>,
+    /// Documents, chunks, the BM25 index and the ingestion queue.
+    pub knowledge: Arc<tale_knowledge::ingest::Knowledge>,
     /// Providers and agents from the config directory, reloaded when files change.
     pub catalog: Arc<tale_agent::catalog::Catalog>,
     /// Identities for SOPS-encrypted provider secrets (`SOPS_AGE_KEY` / `SOPS_AGE_KEY_FILE`).
@@ -38,7 +40,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(services: Arc<Services>, config: Arc<Config>, chat: Arc<tale_chat::ChatService>) -> Result<Self, String> {
+    pub fn new(
+        services: Arc<Services>,
+        config: Arc<Config>,
+        chat: Arc<tale_chat::ChatService>,
+        knowledge: Arc<tale_knowledge::ingest::Knowledge>,
+    ) -> Result<Self, String> {
         let trusted = config.trusted_proxies.iter().map(|s| ProxyRule::parse(s)).collect::<Result<_, _>>()?;
         let (closing, _) = tokio::sync::watch::channel(false);
         Ok(AppState(Arc::new(Inner {
@@ -46,6 +53,7 @@ impl AppState {
             catalog: chat.catalog.clone(),
             age_keys: chat.age_keys.clone(),
             chat,
+            knowledge,
             chat_limiter: tale_core::service::RateLimiter::new(30, std::time::Duration::from_secs(60)),
             config,
             metrics: Metrics::new(),

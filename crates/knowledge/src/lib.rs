@@ -7,7 +7,9 @@
 //! HTTP and no operational tables.
 
 pub mod bm25;
+pub mod store;
 pub mod chunk;
+pub mod ingest;
 pub mod tokenize;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,8 @@ pub enum Error {
     Index(String),
     #[error("knowledge store: {0}")]
     Io(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

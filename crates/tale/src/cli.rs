@@ -21,10 +21,47 @@ pub enum Command {
     },
     /// Check the data dir, database, port, config dir and secrets, and say how to fix problems.
     Doctor(ServeArgs),
+    /// The knowledge base: add documents, search. Works with or without a running server.
+    Knowledge {
+        #[command(subcommand)]
+        command: KnowledgeCommand,
+    },
     /// Provider secrets files in SOPS format, encrypted to age recipients.
     Secrets {
         #[command(subcommand)]
         command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KnowledgeCommand {
+    /// Add files or folders (recursively), wait until each is indexed or failed, print a
+    /// summary; exit 1 if any failed.
+    Add {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Files or folders
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Knowledge folder to add into; subfolders of added folders are kept below it
+        #[arg(long, default_value = "/")]
+        folder: String,
+        /// Organisation slug
+        #[arg(long, default_value = "default")]
+        org: String,
+    },
+    /// Search the knowledge base and print the best passages.
+    Search {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        /// An array of objects: document, title, section, page, score, text
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "default")]
+        org: String,
+        query: String,
     },
 }
 

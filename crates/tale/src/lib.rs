@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cli;
 pub mod datadir;
 pub mod doctor;
+pub mod knowledge_cmd;
 pub mod logging;
 pub mod secrets_cmd;
 pub mod server;

@@ -20,6 +20,7 @@ fn main() {
             Command::Admin { command } => admin::run(command).await,
             Command::Doctor(args) => return doctor::run(&args).await,
             Command::Secrets { command } => tale::secrets_cmd::run(command),
+            Command::Knowledge { command } => return tale::knowledge_cmd::run(command).await,
         };
         match result {
             Ok(()) => 0,

@@ -27,6 +27,9 @@ pub struct Server {
     task: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
     flusher: JoinHandle<()>,
+    /// The knowledge store (documents, chunks, BM25 index) and its workers' stop signal.
+    pub knowledge: Arc<tale_knowledge::ingest::Knowledge>,
+    knowledge_stop: tokio_util::sync::CancellationToken,
     _lock: ServerLock,
 }
 
@@ -49,7 +52,8 @@ pub async fn start(config: Config) -> Result<Server> {
     let services = services(&config, store.clone())?;
     let config = Arc::new(config);
     let chat = chat_service(&config, services.clone()).await?;
-    let state = AppState::new(services.clone(), config.clone(), chat.clone()).map_err(|e| anyhow::anyhow!("TALE_TRUSTED_PROXIES: {e}"))?;
+    let knowledge = knowledge(&config).await?;
+    let state = AppState::new(services.clone(), config.clone(), chat.clone(), knowledge.clone()).map_err(|e| anyhow::anyhow!("TALE_TRUSTED_PROXIES: {e}"))?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another program using that port? Choose another with --listen", config.listen)
@@ -62,6 +66,8 @@ pub async fn start(config: Config) -> Result<Server> {
     background.push(tokio::spawn(housekeeping(services.clone(), stopped.clone())));
     background.push(tokio::spawn(invalidate_on_change(services.clone(), stopped.clone())));
     let flusher = chat.spawn_flusher();
+    let knowledge_stop = tokio_util::sync::CancellationToken::new();
+    background.push(tokio::spawn(knowledge.clone().run_workers(KNOWLEDGE_WORKERS, knowledge_stop.clone())));
 
     match services.prepare_setup().await? {
         Some(token) => {
@@ -84,7 +90,20 @@ pub async fn start(config: Config) -> Result<Server> {
         "Tale is ready on {}",
         config.site_url
     );
-    Ok(Server { addr, state, stop, task, background, flusher, _lock: lock })
+    Ok(Server { addr, state, stop, task, background, flusher, knowledge, knowledge_stop, _lock: lock })
+}
+
+/// Documents indexed at once (extraction and indexing are CPU work; the machine has few cores).
+const KNOWLEDGE_WORKERS: usize = 2;
+
+/// The knowledge store, writable: this process runs the ingestion workers.
+async fn knowledge(config: &Config) -> Result<Arc<tale_knowledge::ingest::Knowledge>> {
+    let objects = tale_objects::ObjectStore::open(config.objects_dir()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut kc = tale_knowledge::ingest::KnowledgeConfig::new(&config.knowledge_dir);
+    kc.max_upload_bytes = config.max_upload_bytes;
+    tale_knowledge::ingest::Knowledge::open(kc, objects, true)
+        .await
+        .with_context(|| format!("cannot open the knowledge store in {} (KNOWLEDGE_DATA_DIR)", config.knowledge_dir.display()))
 }
 
 /// The chat role: seeded example agents and providers, the age keys provider secrets are
@@ -127,6 +146,7 @@ impl Server {
         self.state.start_draining();
         // Answers being written are stopped and stored before the store goes away.
         self.state.chat.shutdown(grace.min(Duration::from_secs(5))).await;
+        self.knowledge_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flusher).await;
         let result = tokio::time::timeout(grace, self.task).await;
         for t in self.background {

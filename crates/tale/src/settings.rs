@@ -17,6 +17,7 @@ struct FileConfig {
     listen: Option<String>,
     site_url: Option<String>,
     config_dir: Option<PathBuf>,
+    knowledge_dir: Option<PathBuf>,
     secret: Option<String>,
     metrics_bearer_token: Option<String>,
     log_format: Option<String>,
@@ -83,6 +84,7 @@ pub fn load(common: &CommonArgs, serve: Option<&ServeArgs>, env: Env) -> Result<
     }
     config.site_url = config.site_url.trim_end_matches('/').to_owned();
 
+    config.knowledge_dir = env("KNOWLEDGE_DATA_DIR").map(PathBuf::from).or(file.knowledge_dir).unwrap_or_else(|| data_dir.join("knowledge"));
     config.config_dir = env("TALE_CONFIG_DIR").map(PathBuf::from).or(file.config_dir).unwrap_or_else(|| data_dir.join("config"));
     config.secret = env("TALE_SECRET").or_else(|| env("BETTER_AUTH_SECRET")).or(file.secret).map(Secret::new);
     config.metrics_bearer_token = env("METRICS_BEARER_TOKEN").or(file.metrics_bearer_token).map(Secret::new);

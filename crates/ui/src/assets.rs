@@ -10,6 +10,7 @@ pub const ASSETS: &[Asset] = &[
     Asset { name: "app.js", content_type: "text/javascript; charset=utf-8", body: include_str!("assets/app.js") },
     Asset { name: "chat.js", content_type: "text/javascript; charset=utf-8", body: include_str!("assets/chat.js") },
     Asset { name: "config.js", content_type: "text/javascript; charset=utf-8", body: include_str!("assets/config.js") },
+    Asset { name: "knowledge.js", content_type: "text/javascript; charset=utf-8", body: include_str!("assets/knowledge.js") },
     Asset { name: "favicon.svg", content_type: "image/svg+xml", body: include_str!("assets/favicon.svg") },
     Asset { name: "app.css", content_type: "text/css; charset=utf-8", body: include_str!("assets/app.css") },
     Asset { name: "code.css", content_type: "text/css; charset=utf-8", body: include_str!("assets/code.css") },

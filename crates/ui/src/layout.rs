@@ -10,6 +10,7 @@ use tale_core::role::Role;
 pub enum Nav {
     Overview,
     Chat,
+    Knowledge,
     Agents,
     Providers,
     Usage,
@@ -88,6 +89,7 @@ pub fn page(shell: &Shell, body: Markup) -> Markup {
                             ul {
                                 (link(Nav::Overview, format!("/dashboard/{org_slug}"), "Overview"))
                                 @if can(Permission::ChatUse) { (link(Nav::Chat, format!("/dashboard/{org_slug}/chat"), "Chat")) }
+                                @if can(Permission::KnowledgeRead) { (link(Nav::Knowledge, format!("/dashboard/{org_slug}/knowledge"), "Knowledge")) }
                                 @if can(Permission::AgentsManage) { (link(Nav::Agents, format!("/dashboard/{org_slug}/agents"), "Agents")) }
                                 @if can(Permission::OrgSettings) { (link(Nav::Providers, format!("/dashboard/{org_slug}/providers"), "Providers")) }
                                 @if can(Permission::OrgSettings) { (link(Nav::Usage, format!("/dashboard/{org_slug}/usage"), "Usage")) }

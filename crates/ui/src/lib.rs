@@ -9,6 +9,7 @@ pub mod account;
 pub mod assets;
 pub mod chat;
 pub mod config;
+pub mod knowledge;
 pub mod layout;
 pub mod markdown;
 pub mod org;

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod chat;
 pub mod config_edit;
 pub mod keys;
+pub mod knowledge;
 pub mod openai_compat;
 pub mod orgs;
 pub mod settings;

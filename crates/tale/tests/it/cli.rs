@@ -313,3 +313,64 @@ async fn a_killed_server_keeps_the_streamed_answer_and_marks_it_interrupted() {
     sigterm(&server);
     assert!(server.wait().unwrap().success());
 }
+
+/// `tale knowledge add|search` in their exact forms, without a server (indexing in the command)
+/// and with one (the server's workers index what the command queues).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knowledge_add_and_search_with_and_without_a_server() {
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = tale(&["admin", "create-user", "--data-dir", d, "--email", "o@example.com", "--password", PASSWORD, "--role", "owner"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(docs.join("guides")).unwrap();
+    std::fs::write(docs.join("ownership.md"), "# Ownership\n\nEach value in Rust has an owner; when the owner goes out of scope, the value is dropped.").unwrap();
+    std::fs::write(docs.join("guides/async.html"), "<html><head><title>Async</title></head><body><main><h1>Futures</h1><p>An executor polls futures until they complete.</p></main></body></html>").unwrap();
+    std::fs::write(docs.join("guides/tool.exe"), b"MZ\x00\x01 not a document").unwrap();
+    std::fs::write(docs.join("empty.txt"), b"").unwrap();
+    std::fs::write(docs.join(".hidden.md"), "# Hidden").unwrap();
+
+    let out = tale(&["knowledge", "add", "--data-dir", d, docs.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a failed document makes the exit code 1: {stdout} {}", text(&out.stderr));
+    assert!(stdout.contains("2 indexed, 2 failed"), "{stdout}");
+    assert!(stdout.contains("tool.exe: 'tool.exe' is not a supported file type"), "{stdout}");
+    assert!(stdout.contains("empty.txt: the file is empty"), "{stdout}");
+
+    let out = tale(&["knowledge", "search", "--data-dir", d, "--json", "who owns a value"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &rows[0];
+    assert_eq!(first["document"], "ownership.md");
+    assert_eq!(first["title"], "Ownership");
+    assert!(first["score"].as_f64().unwrap() > 0.0);
+    assert!(first["text"].as_str().unwrap().contains("Each value in Rust has an owner"));
+    assert!(first.get("section").is_some() && first.get("page").is_some());
+    let out = tale(&["knowledge", "search", "--data-dir", d, "--limit", "1", "executor futures"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success() && stdout.starts_with("1. async.html"), "{stdout}");
+
+    // With a server running, the command queues and the server indexes.
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["serve", "--data-dir", d, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    std::fs::write(dir.path().join("borrowing.md"), "# Borrowing\n\nReferences let you use a value without taking ownership of it.").unwrap();
+    let out = tale(&["knowledge", "add", "--data-dir", d, "--folder", "/book", dir.path().join("borrowing.md").to_str().unwrap()]);
+    assert!(out.status.success(), "{} {}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 indexed, 0 failed"));
+    let out = tale(&["knowledge", "search", "--data-dir", d, "--json", "references borrowing"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["document"], "borrowing.md");
+    assert_eq!(rows[0]["folder"], "/book");
+    let out = tale(&["knowledge", "add", "--data-dir", d, "/no/such/path"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/no/such/path does not exist"));
+    sigterm(&server);
+    assert!(server.wait().unwrap().success());
+}

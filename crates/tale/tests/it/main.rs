@@ -19,6 +19,8 @@ mod chat;
 mod chatkit;
 /// The CLI in its exact scripted forms.
 mod cli;
+/// The knowledge base over HTTP.
+mod knowledge;
 /// WebSocket live updates.
 mod live;
 /// Every route × every role.

@@ -1,0 +1,265 @@
+//! The knowledge metadata store (SQLite in the knowledge directory): documents with their
+//! ingestion state, and chunks. The queue is the `documents` table itself: a worker claims the
+//! oldest queued document of an organisation below its concurrency cap by setting a lease; a
+//! lease that runs out (the worker died, even by `kill -9`) puts the document back in line.
+
+use crate::{Error, Result};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Document {
+    pub id: String,
+    pub org_id: String,
+    pub folder: String,
+    pub name: String,
+    pub media_type: String,
+    pub size: i64,
+    #[serde(skip)]
+    pub sha256: String,
+    pub title: Option<String>,
+    /// `queued`, `running`, `completed` or `failed`.
+    pub status: String,
+    /// Why it failed, in words a user can act on.
+    pub error: Option<String>,
+    pub chunk_count: i64,
+    pub attempts: i64,
+    pub uploaded_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub indexed_at: Option<i64>,
+}
+
+/// A stored chunk, as search results and `document_retrieve` show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredChunk {
+    pub id: String,
+    pub document_id: String,
+    pub position: i64,
+    pub page: Option<i64>,
+    pub section: String,
+    pub header: String,
+    pub text: String,
+}
+
+const DOC_COLUMNS: &str = "id, org_id, folder, name, media_type, size, sha256, title, status, error, chunk_count, attempts, uploaded_by, created_at, updated_at, indexed_at";
+
+fn db(e: sqlx::Error) -> Error {
+    Error::Io(e.to_string())
+}
+
+fn document(r: &SqliteRow) -> Document {
+    Document {
+        id: r.get("id"),
+        org_id: r.get("org_id"),
+        folder: r.get("folder"),
+        name: r.get("name"),
+        media_type: r.get("media_type"),
+        size: r.get("size"),
+        sha256: r.get("sha256"),
+        title: r.get("title"),
+        status: r.get("status"),
+        error: r.get("error"),
+        chunk_count: r.get("chunk_count"),
+        attempts: r.get("attempts"),
+        uploaded_by: r.get("uploaded_by"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        indexed_at: r.get("indexed_at"),
+    }
+}
+
+#[derive(Clone)]
+pub struct MetaStore {
+    pool: SqlitePool,
+}
+
+impl MetaStore {
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| Error::Io(format!("{}: migration failed: {e}", path.display())))?;
+        Ok(MetaStore { pool })
+    }
+
+    pub async fn insert_document(&self, d: &Document) -> Result<()> {
+        sqlx::query(&format!("INSERT INTO documents ({DOC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"))
+            .bind(&d.id)
+            .bind(&d.org_id)
+            .bind(&d.folder)
+            .bind(&d.name)
+            .bind(&d.media_type)
+            .bind(d.size)
+            .bind(&d.sha256)
+            .bind(&d.title)
+            .bind(&d.status)
+            .bind(&d.error)
+            .bind(d.chunk_count)
+            .bind(d.attempts)
+            .bind(&d.uploaded_by)
+            .bind(d.created_at)
+            .bind(d.updated_at)
+            .bind(d.indexed_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    pub async fn document(&self, id: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(&format!("SELECT {DOC_COLUMNS} FROM documents WHERE id = ?")).bind(id).fetch_optional(&self.pool).await.map_err(db)?;
+        Ok(row.as_ref().map(document))
+    }
+
+    /// An organisation's documents under `folder` (and below), by folder and name.
+    pub async fn documents(&self, org_id: &str, folder: &str, limit: u32) -> Result<Vec<Document>> {
+        let prefix = if folder == "/" { "/".to_owned() } else { format!("{}/", folder.trim_end_matches('/')) };
+        let rows = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM documents WHERE org_id = ? AND (folder = ? OR substr(folder, 1, length(?)) = ?) ORDER BY folder, name LIMIT ?"
+        ))
+        .bind(org_id)
+        .bind(folder)
+        .bind(&prefix)
+        .bind(&prefix)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(document).collect())
+    }
+
+    /// Claims the oldest queued document (or one whose lease ran out) of an organisation that
+    /// has fewer than `per_org` running, leasing it until `lease_until`.
+    pub async fn claim(&self, now: i64, lease_until: i64, per_org: u32) -> Result<Option<Document>> {
+        let row = sqlx::query(&format!(
+            "UPDATE documents SET status = 'running', lease_until = ?, attempts = attempts + 1, updated_at = ?
+             WHERE id = (
+                SELECT d.id FROM documents d
+                WHERE (d.status = 'queued' OR (d.status = 'running' AND d.lease_until < ?))
+                  AND (SELECT COUNT(*) FROM documents r WHERE r.org_id = d.org_id AND r.status = 'running' AND r.lease_until >= ?) < ?
+                ORDER BY d.created_at, d.id LIMIT 1)
+             RETURNING {DOC_COLUMNS}"
+        ))
+        .bind(lease_until)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(i64::from(per_org))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.as_ref().map(document))
+    }
+
+    /// Extends a running job's lease (a worker still busy with a large document).
+    pub async fn renew(&self, id: &str, lease_until: i64) -> Result<()> {
+        sqlx::query("UPDATE documents SET lease_until = ? WHERE id = ? AND status = 'running'").bind(lease_until).bind(id).execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    /// Replaces a document's chunks in one transaction.
+    pub async fn put_chunks(&self, document_id: &str, org_id: &str, chunks: &[(String, crate::chunk::Chunk)]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM chunks WHERE document_id = ?").bind(document_id).execute(&mut *tx).await.map_err(db)?;
+        for (id, c) in chunks {
+            sqlx::query("INSERT INTO chunks (id, document_id, org_id, position, page, section, header, text, content_hash) VALUES (?,?,?,?,?,?,?,?,?)")
+                .bind(id)
+                .bind(document_id)
+                .bind(org_id)
+                .bind(i64::from(c.position))
+                .bind(c.page.map(i64::from))
+                .bind(&c.section)
+                .bind(&c.header)
+                .bind(&c.text)
+                .bind(&c.content_hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    pub async fn finish(&self, id: &str, title: Option<&str>, chunk_count: usize, now: i64) -> Result<()> {
+        sqlx::query("UPDATE documents SET status = 'completed', error = NULL, title = COALESCE(?, title), chunk_count = ?, lease_until = NULL, indexed_at = ?, updated_at = ? WHERE id = ?")
+            .bind(title)
+            .bind(i64::try_from(chunk_count).unwrap_or(i64::MAX))
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    pub async fn fail(&self, id: &str, error: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE documents SET status = 'failed', error = ?, lease_until = NULL, updated_at = ? WHERE id = ?")
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Puts a document back in line (retry from the UI, re-index).
+    pub async fn requeue(&self, id: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query("UPDATE documents SET status = 'queued', error = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND status IN ('completed', 'failed')")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Deletes a document and its chunks; returns its content address if no other document
+    /// shares it (so the object can go too).
+    pub async fn delete_document(&self, id: &str) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let sha: Option<String> = sqlx::query("DELETE FROM documents WHERE id = ? RETURNING sha256").bind(id).fetch_optional(&mut *tx).await.map_err(db)?.map(|r| r.get(0));
+        let orphan = match &sha {
+            Some(s) => sqlx::query("SELECT COUNT(*) FROM documents WHERE sha256 = ?").bind(s).fetch_one(&mut *tx).await.map_err(db)?.get::<i64, _>(0) == 0,
+            None => false,
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(sha.filter(|_| orphan))
+    }
+
+    pub async fn chunks(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query("SELECT id, document_id, position, page, section, header, text FROM chunks WHERE id = ?").bind(id).fetch_optional(&self.pool).await.map_err(db)?;
+            if let Some(r) = row {
+                out.push(StoredChunk {
+                    id: r.get("id"),
+                    document_id: r.get("document_id"),
+                    position: r.get("position"),
+                    page: r.get("page"),
+                    section: r.get("section"),
+                    header: r.get("header"),
+                    text: r.get("text"),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts by status for an organisation (progress of a batch, the UI's summary).
+    pub async fn status_counts(&self, org_id: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM documents WHERE org_id = ? GROUP BY status").bind(org_id).fetch_all(&self.pool).await.map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}

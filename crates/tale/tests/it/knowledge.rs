@@ -1,0 +1,115 @@
+//! The knowledge base over HTTP: uploads by role, indexing status, search for people and
+//! scripts, delete and re-index, limits and bad files.
+
+use crate::harness::{error_code, TestServer, User};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tale_core::role::Role;
+
+async fn upload(ts: &TestServer, user: &User, name: &str, folder: &str, kind: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let url = ts.url(&format!("/api/orgs/default/knowledge/documents?name={}&folder={}", urlencode(name), urlencode(folder)));
+    let r = user.client.post(url).header("x-csrf-token", user.csrf.as_deref().unwrap_or("")).header("content-type", kind).body(bytes).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+async fn settled(user: &User) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, list) = user.json(Method::GET, "/api/orgs/default/knowledge/documents", None).await;
+        assert_eq!(s, 200, "{list}");
+        let busy = list["documents"].as_array().unwrap().iter().any(|d| d["status"] == "queued" || d["status"] == "running");
+        if !busy {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "documents never settled: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editors_upload_members_search_and_deletions_apply_at_once() {
+    let ts = TestServer::boot_with(|c| c.max_upload_bytes = 256 * 1024).await;
+    let owner = ts.owner().await;
+    let editor = ts.member("e@example.com", Role::Editor).await;
+    let member = ts.member("m@example.com", Role::Member).await;
+
+    let (s, body) = upload(&ts, &member, "notes.md", "/", "text/markdown", b"# Notes\n\nSomething".to_vec()).await;
+    assert_eq!((s, error_code(&body)), (StatusCode::FORBIDDEN, "insufficient_role"), "Members read, Editors write");
+
+    let md = "# Lighthouses\n\nA lighthouse guides ships along rocky coasts at night with a rotating lamp.\n\n## Keepers\n\nKeepers trimmed the wicks every evening.";
+    let (s, a) = upload(&ts, &editor, "lighthouses.md", "/maritime", "text/markdown", md.as_bytes().to_vec()).await;
+    assert_eq!(s, 201, "{a}");
+    assert_eq!(a["document"]["status"], "queued");
+    let (s, _) = upload(&ts, &editor, "../../etc/passwd", "/", "text/plain", b"root:x:0:0 the traversal attempt text".to_vec()).await;
+    assert_eq!(s, 201, "the path is dropped from the name");
+    let (s, _) = upload(&ts, &editor, "mixed.txt", "/", "text/plain", "東京都の灯台 مرحبا بالعالم 🙂 lighthouse".as_bytes().to_vec()).await;
+    assert_eq!(s, 201);
+    let (s, _) = upload(&ts, &editor, "empty.txt", "/", "text/plain", Vec::new()).await;
+    assert_eq!(s, 201);
+    let (s, body) = upload(&ts, &editor, "big.txt", "/", "text/plain", vec![b'a'; 256 * 1024 + 1]).await;
+    assert_eq!((s, error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+
+    let list = settled(&member).await;
+    let docs = list["documents"].as_array().unwrap();
+    let by_name = |n: &str| docs.iter().find(|d| d["name"] == n).unwrap_or_else(|| panic!("{n} missing: {list}")).clone();
+    assert_eq!(by_name("lighthouses.md")["status"], "completed");
+    assert_eq!(by_name("lighthouses.md")["title"], "Lighthouses");
+    assert_eq!(by_name("passwd")["status"], "completed");
+    assert_eq!(by_name("mixed.txt")["status"], "completed");
+    let empty = by_name("empty.txt");
+    assert_eq!((empty["status"].as_str(), empty["error"].as_str()), (Some("failed"), Some("the file is empty")));
+    assert_eq!(list["counts"]["failed"], 1);
+
+    // Search for people (GET, cookie) and scripts (POST, API key).
+    let (s, r) = member.json(Method::GET, "/api/knowledge/search?q=who%20trimmed%20the%20wicks", None).await;
+    assert_eq!(s, 200, "{r}");
+    let first = &r["passages"][0];
+    assert_eq!(first["document"], "lighthouses.md");
+    assert_eq!(first["folder"], "/maritime");
+    assert!(first["chunk"]["text"].as_str().unwrap().contains("Keepers trimmed the wicks"));
+    assert!(first["chunk"]["header"].as_str().unwrap().starts_with("Lighthouses"));
+    let (_, key) = owner.json(Method::POST, "/api/orgs/default/api-keys", Some(json!({"name": "script"}))).await;
+    let key = key["secret"].as_str().unwrap();
+    let r: Value = reqwest::Client::new().post(ts.url("/api/knowledge/search")).bearer_auth(key).json(&json!({"query": "東京", "limit": 3})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["passages"][0]["document"], "mixed.txt", "{r}");
+    let (s, r) = member.json(Method::POST, "/api/knowledge/search", Some(json!({"query": "the of and", "limit": 3}))).await;
+    assert_eq!(s, 200, "a query of only common words still answers: {r}");
+    let long = "lighthouse ".repeat(1000);
+    let (s, r) = member.json(Method::POST, "/api/knowledge/search", Some(json!({"query": long}))).await;
+    assert_eq!((s, r["passages"][0]["document"].as_str()), (StatusCode::OK, Some("lighthouses.md")), "a 10 KB query");
+    let (s, body) = member.json(Method::GET, "/api/knowledge/search?q=", None).await;
+    assert_eq!((s, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_input"));
+
+    // Delete: gone from search at once; Members may not delete; re-index works.
+    let id = by_name("lighthouses.md")["id"].as_str().unwrap().to_owned();
+    let (s, _) = member.json(Method::DELETE, &format!("/api/orgs/default/knowledge/documents/{id}"), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let retry_id = by_name("mixed.txt")["id"].as_str().unwrap().to_owned();
+    let (s, _) = editor.json(Method::POST, &format!("/api/orgs/default/knowledge/documents/{retry_id}/retry"), None).await;
+    assert_eq!(s, 200);
+    let (s, _) = editor.json(Method::DELETE, &format!("/api/orgs/default/knowledge/documents/{id}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, r) = member.json(Method::GET, "/api/knowledge/search?q=wicks%20keepers", None).await;
+    assert!(r["passages"].as_array().unwrap().iter().all(|p| p["document"] != "lighthouses.md"), "{r}");
+    settled(&member).await;
+    let (_, audit) = owner.json(Method::GET, "/api/orgs/default/audit?category=data", None).await;
+    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"document_uploaded") && actions.contains(&"document_deleted") && actions.contains(&"document_reindexed"), "{actions:?}");
+
+    // Another organisation sees none of it.
+    let (s, _) = owner.json(Method::POST, "/api/orgs", Some(json!({"name": "Other", "slug": "other"}))).await;
+    assert_eq!(s, 201);
+    let r: Value = owner.client.get(ts.url("/api/knowledge/search?q=lighthouse")).header("x-organization-slug", "other").send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["passages"], json!([]), "{r}");
+
+    let page = member.get("/dashboard/default/knowledge").await.text().await.unwrap();
+    assert!(page.contains("passwd") && !page.contains("k-drop"), "Members see documents but no upload");
+    let page = editor.get("/dashboard/default/knowledge").await.text().await.unwrap();
+    assert!(page.contains("k-drop"));
+}

@@ -1,0 +1,77 @@
+//! The knowledge page: folders and documents with their indexing status and failure reasons,
+//! drag-and-drop and multi-file upload with progress (Editors and up), delete and re-index, and a
+//! search box that shows the passages found. `knowledge.js` keeps the list current while
+//! documents are indexed.
+
+use crate::layout::{form_error, page, Shell};
+use crate::when;
+use maud::{html, Markup};
+
+pub struct DocumentRow<'a> {
+    pub id: &'a str,
+    pub folder: &'a str,
+    pub name: &'a str,
+    pub title: Option<&'a str>,
+    pub status: &'a str,
+    pub error: Option<&'a str>,
+    pub chunks: i64,
+    pub size: i64,
+    pub updated_at: i64,
+}
+
+pub fn knowledge(shell: &Shell, rows: &[DocumentRow], can_write: bool) -> Markup {
+    let org = shell.org.map(|(o, _)| o.slug.as_str()).unwrap_or("");
+    page(shell, html! {
+        h1 { "Knowledge" }
+        form #knowledge-search.inline role="search" data-org=(org) {
+            div.field { label for="k-query" { "Search the knowledge base" } input #k-query type="search" name="q" required maxlength="10000"; }
+            button type="submit" { "Search" }
+            (form_error())
+        }
+        ol #k-results aria-live="polite" {}
+        @if can_write {
+            section aria-labelledby="upload-heading" {
+                h2 #upload-heading { "Add documents" }
+                div #k-drop.dropzone data-upload=(format!("/api/orgs/{org}/knowledge/documents")) {
+                    p { "Drop files here, or " label.button.secondary for="k-files" { "choose files" } }
+                    input #k-files.visually-hidden type="file" multiple;
+                    div.field { label for="k-folder" { "Into folder" } input #k-folder value="/" maxlength="500"; }
+                    p.muted { "PDF, DOCX, PPTX, XLSX, CSV, HTML, Markdown, text, JSON, YAML and source code." }
+                }
+                ul #k-uploads aria-live="polite" {}
+            }
+        }
+        section aria-labelledby="docs-heading" {
+            h2 #docs-heading { "Documents" }
+            p #k-counts.muted role="status" {}
+            table #k-documents data-org=(org) data-can-write[can_write] {
+                thead { tr { th scope="col" { "Document" } th scope="col" { "Folder" } th scope="col" { "Status" } th scope="col" { "Passages" } th scope="col" { "Updated" } th scope="col" { span.visually-hidden { "Actions" } } } }
+                tbody {
+                    @for d in rows {
+                        tr data-id=(d.id) data-status=(d.status) {
+                            td { (d.title.unwrap_or(d.name)) @if d.title.is_some_and(|t| t != d.name) { br; span.muted { (d.name) } } }
+                            td { code { (d.folder) } }
+                            td { span.status { (d.status) } @if let Some(e) = d.error { div.msg-error { (e) } } }
+                            td { (d.chunks) }
+                            td { (when(d.updated_at)) }
+                            td.actions {
+                                @if can_write {
+                                    button.link type="button" data-action=(format!("POST /api/orgs/{org}/knowledge/documents/{}/retry", d.id)) { "Re-index" }
+                                    button.link.danger type="button" data-action=(format!("DELETE /api/orgs/{org}/knowledge/documents/{}", d.id)) data-confirm=(format!("Delete {}? Its passages leave every search at once.", d.name)) { "Delete" }
+                                }
+                            }
+                        }
+                    }
+                    @if rows.is_empty() { tr { td colspan="6" { span.muted { "No documents yet." } } } }
+                }
+            }
+            p.muted { (d_size_note(rows)) }
+        }
+        script src="/static/knowledge.js" defer {}
+    })
+}
+
+fn d_size_note(rows: &[DocumentRow]) -> String {
+    let bytes: i64 = rows.iter().map(|d| d.size).sum();
+    format!("{} documents, {:.1} MB", rows.len(), bytes as f64 / 1_048_576.0)
+}
