@@ -231,6 +231,10 @@ impl ChatService {
             }
         }
         form["answer"] = values.clone();
+        // The tool call that showed the form is done once the user answers it.
+        if let Some(call) = answer.parts.iter_mut().find(|p| p["type"] == "tool" && p["id"] == call_id) {
+            call["status"] = json!("ok");
+        }
         let old_run = answer.run_id.clone().ok_or(Error::NotFound("run"))?;
         let transcript_json = self.store().run(&old_run).await?.map(|r| r.log["transcript"].clone()).unwrap_or(Value::Null);
         let mut transcript: Vec<tale_llm::client::Message> =

@@ -103,7 +103,8 @@ pub fn message(org: &str, item: &MessageItem, readonly: bool) -> Markup {
                         }
                     }
                     @if user { button.link type="button" data-edit=(m.id) { "Edit" } }
-                    @else {
+                    // As chat.js: an answer still being written cannot be regenerated yet.
+                    @else if m.status != MessageStatus::Streaming {
                         button.link type="button" data-regenerate=(m.id) { "Regenerate" }
                         @if let Some(run) = &m.run_id { a href=(format!("/dashboard/{org}/runs/{run}")) { "Run log" } }
                     }

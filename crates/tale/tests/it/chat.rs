@@ -328,6 +328,8 @@ async fn a_form_pauses_the_run_until_the_user_answers() {
     assert_eq!(done["content"], "Bern it is, with your dog.");
     let form = done["parts"].as_array().unwrap().iter().find(|p| p["type"] == "form").unwrap().clone();
     assert_eq!(form["answer"]["city"], "Bern");
+    let call = done["parts"].as_array().unwrap().iter().find(|p| p["type"] == "tool" && p["id"] == "form1").unwrap().clone();
+    assert_eq!(call["status"], "ok", "the form's tool call no longer reads as waiting");
     // The model got its own call back with the answer as the tool result.
     let resumed = &upstream.requests()[1].1["messages"];
     let msgs = resumed.as_array().unwrap();

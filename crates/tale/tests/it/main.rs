@@ -11,6 +11,8 @@ mod accounts;
 mod audit;
 /// The real Chromium end-to-end test.
 mod browser;
+/// The chat in real Chromium: streaming, a second tab, stop.
+mod browser_chat;
 /// Providers and agents from the config directory.
 mod catalog;
 /// Chat: streaming, stop, versions, reconnecting, tools, forms, attachments, failures, editing.

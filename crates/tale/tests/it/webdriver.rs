@@ -257,6 +257,11 @@ impl Browser {
         v["handle"].as_str().map(str::to_owned).ok_or_else(|| format!("no handle in {v}"))
     }
 
+    /// The handle of the tab the session is on.
+    pub async fn window_handle(&self) -> Result<String, String> {
+        Ok(as_string(&self.get("/window").await?))
+    }
+
     pub async fn switch_to(&self, handle: &str) -> Result<(), String> {
         self.post("/window", json!({"handle": handle})).await.map(|_| ())
     }
@@ -375,6 +380,13 @@ impl Element<'_> {
     /// The rendered text, as a user sees it (hidden parts excluded).
     pub async fn text(&self) -> Result<String, String> {
         Ok(as_string(&self.browser.get(&self.path("/text")).await?))
+    }
+
+    /// Whether a user can see the element (chromedriver's visibility check: `hidden`, `display`,
+    /// `visibility`, zero size and hidden ancestors all count).
+    pub async fn displayed(&self) -> Result<bool, String> {
+        let v = self.browser.get(&self.path("/displayed")).await?;
+        v.as_bool().ok_or_else(|| format!("not a boolean: {v} (GET /displayed)"))
     }
 
     /// The HTML attribute as written in the markup; `None` when absent.

@@ -15,7 +15,7 @@
   var stopButton = document.getElementById("composer-stop");
   var filesList = document.getElementById("composer-files");
   var attachInput = document.getElementById("composer-attach");
-  var state = { messages: {}, live: root.hasAttribute("data-live-answer"), socket: null };
+  var state = { messages: {}, live: root.hasAttribute("data-live-answer"), socket: null, sending: false, told: 0 };
   var attachments = [];
   var apiBase = "/api/orgs/" + encodeURIComponent(org);
 
@@ -194,7 +194,27 @@
   function setLive(live) {
     state.live = live;
     if (stopButton) { stopButton.hidden = !live; }
-    if (sendButton) { sendButton.disabled = live; }
+    if (sendButton) { sendButton.disabled = live || state.sending; }
+  }
+
+  // Starts a turn (send, regenerate, edit, form answer). The page goes live before the request:
+  // the WebSocket can bring the whole answer, final event included, before the response arrives
+  // (a fast model, an upstream that fails at once), and turning Stop on after that would leave it
+  // on for good. From here on only the thread's events change it; a refused request undoes it
+  // unless an event has told the truth meanwhile (another tab's answer may have started).
+  async function startTurn(request) {
+    var was = state.live;
+    var told = state.told;
+    if (threadId) { setLive(true); }
+    var res = await request();
+    if (!res.ok && state.told === told) { setLive(was); }
+    return res;
+  }
+
+  // The server's word on whether an answer is being written (a snapshot, a final message).
+  function liveFromServer(live) {
+    state.told += 1;
+    setLive(live);
   }
 
   function renderAll(view) {
@@ -204,7 +224,7 @@
       state.messages[m.id] = { seq: m.seq || 0, data: m };
       list.append(renderMessage(m));
     });
-    setLive(view.live);
+    liveFromServer(view.live);
     var title = document.getElementById("chat-title");
     if (title && view.thread) { title.textContent = view.thread.title; }
   }
@@ -245,7 +265,7 @@
       }
       return;
     }
-    if (msg.type === "message") { replaceMessage(msg.message); if (msg.final) { setLive(false); } return; }
+    if (msg.type === "message") { replaceMessage(msg.message); if (msg.final) { liveFromServer(false); } return; }
     if (msg.type === "renamed") {
       var title = document.getElementById("chat-title");
       if (title) { title.textContent = msg.title; }
@@ -328,36 +348,40 @@
   }
 
   async function send(content) {
+    // A second Enter (or click) while the first request is out would send the question twice,
+    // and on the new-chat page start a second thread.
+    if (state.sending) { return; }
     if (attachments.some(function (a) { return !a.id && !a.error; })) { showError("Wait for the uploads to finish."); return; }
     var ids = attachments.filter(function (a) { return a.id; }).map(function (a) { return a.id; });
     if (!content.trim() && !ids.length) { return; }
     showError("");
+    state.sending = true;
     if (sendButton) { sendButton.disabled = true; }
-    var res;
-    if (threadId) {
-      res = await api("POST", apiBase + "/threads/" + threadId + "/messages", { content: content, attachments: ids });
-    } else {
+    var res = await startTurn(function () {
+      if (threadId) { return api("POST", apiBase + "/threads/" + threadId + "/messages", { content: content, attachments: ids }); }
       var picker = document.getElementById("agent-picker");
-      res = await api("POST", apiBase + "/threads", { agent: picker ? picker.value : "", message: content, attachments: ids });
-    }
-    if (!res.ok) { if (sendButton) { sendButton.disabled = state.live; } showError(res.message); return; }
+      return api("POST", apiBase + "/threads", { agent: picker ? picker.value : "", message: content, attachments: ids });
+    });
+    if (!res.ok) { state.sending = false; setLive(state.live); showError(res.message); return; }
     attachments = [];
     renderAttachments();
     text.value = "";
     if (!threadId) {
+      // Still "sending" until the thread's page replaces this one.
       window.location.assign("/dashboard/" + encodeURIComponent(org) + "/chat/" + encodeURIComponent(res.data.thread.id));
       return;
     }
+    state.sending = false;
+    setLive(state.live);
     // The WebSocket brings the same turn; showing it now keeps the page right without one.
     if (res.data.question && !state.messages[res.data.question.id]) { replaceMessage(res.data.question); }
     if (!state.messages[res.data.answer.id]) { replaceMessage(res.data.answer); }
-    setLive(true);
   }
 
   if (form) {
     form.addEventListener("submit", function (e) { e.preventDefault(); send(text.value); });
     text.addEventListener("keydown", function (e) {
-      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); if (!state.live) { send(text.value); } }
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); if (!state.live && !state.sending) { send(text.value); } }
     });
   }
   if (attachInput) {
@@ -399,10 +423,9 @@
     f.append(area, save, cancel, el("p", "form-error"));
     f.addEventListener("submit", async function (e) {
       e.preventDefault();
-      var res = await api("POST", apiBase + "/threads/" + threadId + "/messages/" + id + "/edit", { content: area.value });
+      var res = await startTurn(function () { return api("POST", apiBase + "/threads/" + threadId + "/messages/" + id + "/edit", { content: area.value }); });
       if (!res.ok) { f.querySelector(".form-error").textContent = res.message; return; }
       f.remove();
-      setLive(true);
     });
     node.append(f);
     area.focus();
@@ -444,8 +467,8 @@
       return;
     }
     if ((b = t.closest("[data-regenerate]"))) {
-      var rg = await api("POST", apiBase + "/threads/" + threadId + "/messages/" + b.dataset.regenerate + "/regenerate");
-      if (!rg.ok) { toast(rg.message, true); } else { setLive(true); }
+      var rg = await startTurn(function () { return api("POST", apiBase + "/threads/" + threadId + "/messages/" + b.dataset.regenerate + "/regenerate"); });
+      if (!rg.ok) { toast(rg.message, true); }
       return;
     }
     if ((b = t.closest("[data-edit]"))) { startEdit(b.dataset.edit); return; }
@@ -487,14 +510,18 @@
       if (!input.name) { return; }
       values[input.name] = input.type === "checkbox" ? input.checked : input.type === "number" ? (input.value === "" ? null : Number(input.value)) : input.value;
     });
-    var res = await api("POST", apiBase + "/threads/" + threadId + "/messages/" + f.dataset.message + "/input", { callId: f.dataset.call, values: values });
-    if (!res.ok) { var box = f.querySelector(".form-error"); if (box) { box.textContent = res.message; } return; }
-    setLive(true);
+    var res = await startTurn(function () { return api("POST", apiBase + "/threads/" + threadId + "/messages/" + f.dataset.message + "/input", { callId: f.dataset.call, values: values }); });
+    if (!res.ok) { var box = f.querySelector(".form-error"); if (box) { box.textContent = res.message; } }
   });
 
   // The server rendered the page; record what it showed so live events apply on top.
   if (list) {
-    list.querySelectorAll("li.msg").forEach(function (li) { state.messages[li.dataset.id] = { seq: 0, data: { id: li.dataset.id, content: "", parts: [] } }; });
+    list.querySelectorAll("li.msg").forEach(function (li) {
+      // A question's text is on the page as written: Edit starts from it even before (or without)
+      // the WebSocket's snapshot.
+      var plain = li.querySelector(".body .plain");
+      state.messages[li.dataset.id] = { seq: 0, data: { id: li.dataset.id, content: plain ? plain.textContent : "", parts: [] } };
+    });
   }
   setLive(state.live);
   connect();
