@@ -52,6 +52,13 @@ async fn method_not_allowed() -> Response {
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let drain = state.clone();
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Without TCP_NODELAY a small WebSocket frame sent right after another waits for the
+    // client's delayed ACK (up to 40 ms): streamed tokens would arrive in bursts.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
