@@ -32,6 +32,75 @@ struct ChatRun {
     followed: Followed,
 }
 
+/// What the runs add up to.
+struct Tally {
+    failed: usize,
+    /// Problems by kind, numbers left out: "3 of 150 deltas missing" and "5 of ..." count alike.
+    kinds: BTreeMap<String, usize>,
+    received: u64,
+    resyncs: u64,
+    delay: Summary,
+    /// Where in the answers the delay sits: the start-up burst (first 10 deltas of every answer,
+    /// while all the turns are being written) or the steady stream (second half).
+    early: Summary,
+    late: Summary,
+    first: Summary,
+    request: Summary,
+    snapshot: Summary,
+    /// First deltas written at least 5 ms before the turn's snapshot reached the tab but
+    /// delivered within 1 ms after it: they waited behind it (the snapshot is built from the
+    /// database before the thread's next event is forwarded).
+    behind: usize,
+}
+
+impl Tally {
+    fn of(runs: &[ChatRun], deltas: u32) -> Tally {
+        let (mut failed, mut kinds, mut received, mut resyncs, mut behind) = (0, BTreeMap::new(), 0, 0, 0);
+        let (mut delay, mut early, mut late) = (Vec::with_capacity(runs.len() * deltas as usize), Vec::new(), Vec::new());
+        let (mut first, mut request, mut snapshot) = (Vec::new(), Vec::new(), Vec::new());
+        for r in runs {
+            let f = &r.followed;
+            let mut problems = f.problems(deltas);
+            problems.extend(r.refused.clone());
+            failed += usize::from(!problems.is_empty());
+            for p in problems {
+                let kind = p.split_whitespace().filter(|w| !w.chars().all(|c| c.is_ascii_digit())).collect::<Vec<_>>().join(" ");
+                *kinds.entry(kind).or_default() += 1;
+            }
+            received += u64::from(f.deltas);
+            resyncs += f.resyncs;
+            delay.extend_from_slice(&f.delays_ms);
+            early.extend(f.delays_ms.iter().take(10));
+            late.extend_from_slice(f.delays_ms.get(f.delays_ms.len() / 2..).unwrap_or_default());
+            if let Some(snap) = f.snapshot_ns {
+                snapshot.push(ms_between(r.posted_ns, snap));
+            }
+            if let Some((arrived, stamp)) = f.first {
+                if let Some(snap) = f.snapshot_ns.filter(|&s| s >= stamp.written_ns) {
+                    behind += usize::from(ms_between(stamp.written_ns, snap) >= 5.0 && ms_between(snap, arrived) <= 1.0);
+                }
+                first.push(ms_between(stamp.written_ns, arrived));
+                if let Some(req) = stamp.request_ns {
+                    request.push(ms_between(r.posted_ns, req));
+                }
+            }
+        }
+        Tally {
+            failed,
+            kinds,
+            received,
+            resyncs,
+            delay: Summary::of(delay),
+            early: Summary::of(early),
+            late: Summary::of(late),
+            first: Summary::of(first),
+            request: Summary::of(request),
+            snapshot: Summary::of(snapshot),
+            behind,
+        }
+    }
+}
+
 /// Samples the server's VmRSS every 100 ms and keeps the largest, until stopped.
 fn rss_sampler(server: &Server, stop: Arc<AtomicBool>) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
     let peak = Arc::new(AtomicU64::new(0));
@@ -123,41 +192,10 @@ impl Bench {
         let (rss_settled, _) = server.memory()?;
         let peak = (peak_kib.load(Ordering::Relaxed) as f64 / 1024.0).max(rss_done);
 
-        let (mut delays, mut first, mut request) = (Vec::with_capacity(n * plan.deltas as usize), Vec::new(), Vec::new());
-        // Where in the answers the delay sits: the start-up burst (first 10 deltas of every
-        // answer, while 500 turns are being written) or the steady stream (second half).
-        let (mut early, mut late) = (Vec::new(), Vec::new());
-        let (mut failed, mut received, mut resyncs) = (0usize, 0u64, 0u64);
-        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-        for r in &runs {
-            let mut problems = r.followed.problems(plan.deltas);
-            problems.extend(r.refused.clone());
-            if !problems.is_empty() {
-                failed += 1;
-                for p in problems {
-                    // Group by the words, not the numbers: "3 of 150 deltas missing" and "5 of ..." alike.
-                    let kind: String = p.split_whitespace().filter(|w| !w.chars().all(|c| c.is_ascii_digit())).collect::<Vec<_>>().join(" ");
-                    *kinds.entry(kind).or_default() += 1;
-                }
-            }
-            received += u64::from(r.followed.deltas);
-            resyncs += r.followed.resyncs;
-            delays.extend_from_slice(&r.followed.delays_ms);
-            let half = r.followed.delays_ms.len() / 2;
-            early.extend(r.followed.delays_ms.iter().take(10));
-            late.extend_from_slice(r.followed.delays_ms.get(half..).unwrap_or_default());
-            if let Some((arrived, stamp)) = r.followed.first {
-                first.push(ms_between(stamp.written_ns, arrived));
-                if let Some(req) = stamp.request_ns {
-                    request.push(ms_between(r.posted_ns, req));
-                }
-            }
-        }
-        let (delay, first, request) = (Summary::of(delays), Summary::of(first), Summary::of(request));
-        let (early, late) = (Summary::of(early), Summary::of(late));
+        let t = Tally::of(&runs, plan.deltas);
         let cpu = cpu0.until(&cpu1);
         let expected = n as u64 * u64::from(plan.deltas);
-        let pass = failed == 0 && delay.p99 <= TARGET_DELAY_P99_MS;
+        let pass = t.failed == 0 && t.delay.p99 <= TARGET_DELAY_P99_MS;
 
         self.say(format!(
             "{n} concurrent streaming chats, {} deltas each at {rate} tokens/s, all asked at once (target: no errors, p99 added delay per delta <= {TARGET_DELAY_P99_MS} ms): {}",
@@ -165,19 +203,24 @@ impl Bench {
             verdict(pass)
         ));
         self.say(format!(
-            "  chats with errors {failed} of {n}   deltas received {received} of {expected}   snapshots that moved an answer forward {resyncs}{}",
-            if kinds.is_empty() { String::new() } else { format!("   {kinds:?}") }
+            "  chats with errors {} of {n}   deltas received {} of {expected}   snapshots that moved an answer forward {}{}",
+            t.failed,
+            t.received,
+            t.resyncs,
+            if t.kinds.is_empty() { String::new() } else { format!("   {:?}", t.kinds) }
         ));
         let rows = [
-            ("added delay per delta", &delay),
-            ("  first 10 deltas of each answer", &early),
-            ("  second half of each answer", &late),
-            ("added delay, first delta", &first),
-            ("POST question -> upstream request", &request),
+            ("added delay per delta", &t.delay),
+            ("  first 10 deltas of each answer", &t.early),
+            ("  second half of each answer", &t.late),
+            ("added delay, first delta", &t.first),
+            ("POST question -> upstream request", &t.request),
+            ("POST question -> turn's snapshot", &t.snapshot),
         ];
         for (name, s) in rows {
             self.say(format!("  {name:<34} p50 {:8.3} ms  p90 {:8.3}  p99 {:8.3}  max {:8.3}", s.median, s.p90, s.p99, s.max));
         }
+        self.say(format!("  first deltas that waited behind the turn's snapshot (written >= 5 ms before it, delivered <= 1 ms after): {} of {n}", t.behind));
         self.say(format!(
             "  server VmRSS: {rss_ready:.1} MiB with {n} sockets subscribed, peak {peak:.1} MiB (VmHWM {hwm:.1}), {rss_done:.1} MiB when all ended, {rss_settled:.1} MiB 2 s after the sockets closed"
         ));
@@ -191,8 +234,10 @@ impl Bench {
         }
         let v = json!({
             "chats": n, "deltas_per_chat": plan.deltas, "tokens_per_s": rate, "first_token_ms": self.args.first_token_ms[0],
-            "chats_with_errors": failed, "error_kinds": kinds, "deltas_expected": expected, "deltas_received": received,
-            "added_delay_ms": delay.json(), "added_delay_first10_ms": early.json(), "added_delay_second_half_ms": late.json(), "resyncs": resyncs, "first_delta_added_ms": first.json(), "post_to_upstream_request_ms": request.json(),
+            "chats_with_errors": t.failed, "error_kinds": t.kinds, "deltas_expected": expected, "deltas_received": t.received,
+            "added_delay_ms": t.delay.json(), "added_delay_first10_ms": t.early.json(), "added_delay_second_half_ms": t.late.json(),
+            "first_delta_added_ms": t.first.json(), "post_to_upstream_request_ms": t.request.json(), "post_to_turn_snapshot_ms": t.snapshot.json(),
+            "first_deltas_behind_snapshot": t.behind, "resyncs": t.resyncs,
             "rss_ready_mib": r3(rss_ready), "rss_peak_mib": r3(peak), "hwm_mib": r3(hwm), "rss_done_mib": r3(rss_done), "rss_settled_mib": r3(rss_settled),
             "server_cpu_s": r3(cpu.server), "server_cpu_us_per_delta": r3(per_delta_us), "cpu": cpu.json(), "cpu_before": before.json(),
             "upstream": upstream_json(&up.counters),

@@ -40,6 +40,8 @@ const USAGE: &str = "tale-bench [--tale PATH] [--runs N] [--duration SECS] [--co
   --concurrency  concurrent sign-in clients (default 4)
   --connections  connections for route load (default 64)
   --load-gen     wrk (default) or builtin, a keep-alive reqwest loop that needs no wrk
+  --install      apt-get install wrk when it is missing
+  --json         print only the final JSON line
   --stream-chats    stream: sequential chats timed for the first token (default 200)
   --relay-deltas    stream: deltas in the one long answer timed for CPU per delta (default 20000)
   --relay-every-us  stream: its pace, one delta every N µs (default 200; an unpaced run follows)
@@ -47,9 +49,7 @@ const USAGE: &str = "tale-bench [--tale PATH] [--runs N] [--duration SECS] [--co
                     value (default 5,100); the relay answer and the chats use the first value
   --chats           chats: concurrent streaming chats (default 500)
   --chat-deltas     chats: deltas per answer (default 150)
-  --tokens-per-s    chats: each answer's pace in deltas per second (default 50)
-  --install      apt-get install wrk when it is missing
-  --json         print only the final JSON line";
+  --tokens-per-s    chats: each answer's pace in deltas per second (default 50)";
 
 struct Args {
     tale: PathBuf,

@@ -133,11 +133,15 @@ impl Bench {
         self.say(format!("      CPU: {}", paced.cpu.describe()));
         self.say(format!("  unpaced                 server CPU {:6.1} µs/delta   {:.0} deltas/s", unpaced.cpu_us_per_delta(), unpaced.rate()));
         self.say(format!("      CPU: {}", unpaced.cpu.describe()));
-        for (name, r) in [("paced", &paced), ("unpaced", &unpaced)] {
-            let p = r.followed.problems(r.deltas);
-            if !p.is_empty() {
-                self.say(format!("  {name} answer problems: {}", p.join(", ")));
-            }
+        let p = paced.followed.problems(paced.deltas);
+        if !p.is_empty() {
+            self.say(format!("  paced answer problems: {}", p.join(", ")));
+        }
+        // At ~100k deltas/s the bench's one tab cannot keep up; the server then resends the
+        // answer so far as a snapshot instead of the deltas it skipped. Reported, not failed.
+        let p = unpaced.followed.problems(unpaced.deltas);
+        if !p.is_empty() {
+            self.say(format!("  unpaced, the tab fell behind (the server resynchronises it by snapshot): {}", p.join(", ")));
         }
         self.say(format!("  idle server, for comparison: {:.0} ms CPU in {:.1} s; {}", idle.server * 1000.0, idle.wall, idle.describe()));
         if idle.cores(idle.others) > crate::chats::BUSY_WARNING_CORES {
