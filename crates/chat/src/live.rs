@@ -6,7 +6,9 @@
 //! so does taking a snapshot together with a new subscription, so a subscriber sees every event
 //! after its snapshot exactly once. Progress is persisted in batches by [`flush_loop`].
 
-use serde_json::{json, Value};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -42,9 +44,33 @@ pub struct LiveSnapshot {
     pub seq: u64,
 }
 
+/// A serialised event as every subscriber's socket sends it (cheap to clone for each of them).
+pub type Event = Bytes;
+
+/// The hot-path events, serialised straight from borrowed fields: `type` comes first so a
+/// relay can tell a delta by its prefix without parsing it.
+#[derive(Serialize)]
+struct StreamEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    thread: &'a str,
+    message: &'a str,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<&'a Value>,
+}
+
+/// Whether an event is part of an answer's stream (`delta`, `part`), which subscribers relay
+/// without looking further.
+pub fn is_stream_event(event: &[u8]) -> bool {
+    event.starts_with(br#"{"type":"delta""#) || event.starts_with(br#"{"type":"part""#)
+}
+
 pub struct Channel {
     thread_id: String,
-    sender: broadcast::Sender<Arc<str>>,
+    sender: broadcast::Sender<Event>,
     live: Mutex<Option<LiveAnswer>>,
 }
 
@@ -53,9 +79,20 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Channel {
-    fn send(&self, event: &Value) {
+    fn send(&self, event: Event) {
         // No subscribers is fine: nobody is watching this thread right now.
-        let _ = self.sender.send(Arc::from(event.to_string()));
+        let _ = self.sender.send(event);
+    }
+
+    fn send_stream(&self, kind: &'static str, message: &str, seq: u64, text: Option<&str>, part: Option<&Value>) {
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        let event = StreamEvent { kind, thread: &self.thread_id, message, seq, text, part };
+        match serde_json::to_vec(&event) {
+            Ok(bytes) => self.send(Bytes::from(bytes)),
+            Err(e) => tracing::error!(error = %e, "could not serialise a live event"),
+        }
     }
 
     /// Appends streamed text and sends it as a delta.
@@ -65,7 +102,7 @@ impl Channel {
         a.content.push_str(delta);
         a.seq += 1;
         a.dirty = true;
-        self.send(&json!({"type": "delta", "thread": self.thread_id, "message": a.message_id, "seq": a.seq, "text": delta}));
+        self.send_stream("delta", &a.message_id, a.seq, Some(delta), None);
     }
 
     /// Adds a part, or replaces the one with the same `id` (a tool call that finished).
@@ -78,7 +115,7 @@ impl Channel {
         }
         a.seq += 1;
         a.dirty = true;
-        self.send(&json!({"type": "part", "thread": self.thread_id, "message": a.message_id, "seq": a.seq, "part": part}));
+        self.send_stream("part", &a.message_id, a.seq, None, Some(&part));
     }
 
     /// Ends the live answer, returning its final state.
@@ -114,7 +151,7 @@ impl Hub {
     }
 
     /// Subscribes to a thread and returns the live answer as of that moment.
-    pub fn subscribe(&self, thread_id: &str) -> (broadcast::Receiver<Arc<str>>, Option<LiveSnapshot>) {
+    pub fn subscribe(&self, thread_id: &str) -> (broadcast::Receiver<Event>, Option<LiveSnapshot>) {
         let channel = self.channel(thread_id);
         let live = locked(&channel.live);
         let receiver = channel.sender.subscribe();
@@ -179,7 +216,7 @@ impl Hub {
     /// Sends an event that is not part of an answer's stream (a finished message, a changed thread).
     pub fn publish(&self, thread_id: &str, event: &Value) {
         if let Some(channel) = locked(&self.channels).get(thread_id).cloned() {
-            channel.send(event);
+            channel.send(Bytes::from(event.to_string()));
         }
     }
 
@@ -225,6 +262,7 @@ pub async fn flush_loop(hub: Arc<Hub>, store: Arc<dyn Store>, every: Duration, s
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn subscribers_get_every_event_after_their_snapshot() {
@@ -238,7 +276,9 @@ mod tests {
         channel.text("lo");
         channel.part(json!({"type": "tool", "id": "c1", "status": "running"}));
         channel.part(json!({"type": "tool", "id": "c1", "status": "ok"}));
-        let first: Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+        let raw = rx.try_recv().unwrap();
+        assert!(is_stream_event(&raw), "a delta is told by its prefix: {}", String::from_utf8_lossy(&raw));
+        let first: Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!((first["seq"].as_u64(), first["text"].as_str()), (Some(2), Some("lo")));
         assert_eq!(hub.live("t").unwrap().parts.len(), 1, "a part with the same id is replaced");
         let progress = hub.take_progress(5);

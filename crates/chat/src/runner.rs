@@ -236,7 +236,9 @@ impl ChatService {
     }
 
     async fn finish(&self, job: RunJob, outcome: RunOutcome) {
-        let live = job.channel.end();
+        // The final answer is stored before the live slot is released: a tab that subscribes in
+        // between then reads it from the store, never an older batch.
+        let live = job.channel.snapshot();
         let now = now_ms();
         let mut message = job.message.clone();
         message.content = match &live {
@@ -299,6 +301,7 @@ impl ChatService {
         if let Err(e) = saved {
             tracing::error!(error = %e, run = %run.id, "the finished answer could not be stored");
         }
+        job.channel.end();
         if let Some(e) = &run.error {
             tracing::info!(run = %run.id, agent = %run.agent_slug, error = %e, "run failed");
         }

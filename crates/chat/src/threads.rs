@@ -121,7 +121,7 @@ impl ChatService {
 
     /// Subscribes the caller to live events of one of their threads; returns the receiver and the
     /// thread as of the subscription (events received afterwards are newer).
-    pub async fn subscribe(&self, c: &Caller<'_>, thread_id: &str) -> Result<(tokio::sync::broadcast::Receiver<Arc<str>>, ThreadView)> {
+    pub async fn subscribe(&self, c: &Caller<'_>, thread_id: &str) -> Result<(tokio::sync::broadcast::Receiver<crate::live::Event>, ThreadView)> {
         let thread = self.own_thread(c, thread_id).await?;
         let (receiver, live) = self.hub.subscribe(thread_id);
         let all = self.store().messages(thread_id).await?;

@@ -119,15 +119,29 @@ impl ChatService {
         }
         thread.head_id = Some(answer.id.clone());
         thread.updated_at = run.created_at;
+        let started = self.announce(&thread, question.as_ref(), &answer, &run_id).await?;
+        self.launch(c, thread, run, answer, None, (channel, cancel));
+        Ok(started)
+    }
+
+    /// Tells every tab of the thread about the new turn, carrying it whole: a tab appends it
+    /// where its parent is, so the answer's first deltas never wait behind a fresh snapshot.
+    async fn announce(&self, thread: &Thread, question: Option<&ChatMessage>, answer: &ChatMessage, run_id: &str) -> Result<TurnStarted> {
         let all = self.store().messages(&thread.id).await?;
         let live = self.hub.live(&thread.id);
         let started = TurnStarted {
-            question: question.as_ref().map(|q| self.view(q, &all, None)),
-            answer: self.view(&answer, &all, live.as_ref()),
-            run_id,
+            question: question.map(|q| self.view(q, &all, None)),
+            answer: self.view(answer, &all, live.as_ref()),
+            run_id: run_id.to_owned(),
             thread: thread.clone(),
         };
-        self.publish_changed(&thread.id);
+        self.publish(&thread.id, json!({"type": "turn", "thread": thread.id, "question": started.question, "answer": started.answer}));
+        Ok(started)
+    }
+
+    /// Starts the run that writes `answer`, in the background.
+    fn launch(self: &Arc<Self>, c: &Caller<'_>, thread: Thread, run: Run, answer: ChatMessage, resume: Option<Vec<tale_llm::client::Message>>, live: (Arc<crate::live::Channel>, tokio_util::sync::CancellationToken)) {
+        let (channel, cancel) = live;
         let job = RunJob {
             thread,
             run,
@@ -137,13 +151,12 @@ impl ChatService {
             role: c.grant.role,
             org_slug: c.grant.org_slug.clone(),
             locale: c.locale.to_owned(),
-            resume: None,
+            resume,
             queued_at: Instant::now(),
             channel,
             cancel,
         };
         tokio::spawn(self.clone().execute(job));
-        Ok(started)
     }
 
     /// Sends a question to the thread's agent and starts the answer.
@@ -255,25 +268,8 @@ impl ChatService {
             channel.end();
             return Err(e);
         }
-        let all = self.store().messages(&thread.id).await?;
-        let live = self.hub.live(&thread.id);
-        let started = TurnStarted { question: None, answer: self.view(&answer, &all, live.as_ref()), run_id, thread: thread.clone() };
-        self.publish_changed(&thread.id);
-        let job = RunJob {
-            thread,
-            run,
-            message: answer,
-            user_name: c.principal.user.name.clone(),
-            user_email: c.principal.user.email.clone(),
-            role: c.grant.role,
-            org_slug: c.grant.org_slug.clone(),
-            locale: c.locale.to_owned(),
-            resume: Some(transcript),
-            queued_at: Instant::now(),
-            channel,
-            cancel,
-        };
-        tokio::spawn(self.clone().execute(job));
+        let started = self.announce(&thread, None, &answer, &run_id).await?;
+        self.launch(c, thread, run, answer, Some(transcript), (channel, cancel));
         Ok(started)
     }
 }

@@ -61,13 +61,7 @@ pub async fn chat_thread(State(state): State<AppState>, g: Granted, headers: Hea
 }
 
 pub async fn shared(State(state): State<AppState>, a: Authed, headers: HeaderMap, Path(token): Path<String>) -> PageResult {
-    let lang = locale(&headers);
-    let services = state.services.clone();
-    let principal = a.principal.clone();
-    let view = state
-        .chat
-        .shared_thread(&token, &lang, |slug| async move { services.grant(&principal, &slug, tale_core::permission::Permission::ChatUse).await })
-        .await?;
+    let view = crate::api::chat::shared_view(&state, &a.principal, &token, &locale(&headers)).await?;
     let org = state.services.store.org_by_id(&view.thread.org_id).await?.ok_or(Error::NotFound("shared chat"))?;
     let messages = items(&view);
     let page = ThreadPage { thread: &view.thread, agent_name: &view.agent_name, messages: &messages, shared: true, live: false };

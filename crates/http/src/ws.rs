@@ -21,7 +21,14 @@ use tale_core::feed::Topic;
 use tale_core::permission::Grant;
 use tale_core::service::Principal;
 use tale_core::Error;
+use crate::ws_thread::ThreadWatch;
+use std::collections::HashMap;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{StreamExt, StreamMap};
+
+/// Read buffer per socket (see `upgrade`).
+const READ_BUFFER: usize = 4096;
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -42,7 +49,9 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade:
     if !same_origin(&state, &headers) {
         return ApiError::Domain(Error::CsrfRejected).into_response();
     }
-    upgrade.on_upgrade(move |socket| session(state, headers, socket))
+    // Tabs send a few small frames; the library's default 128 KiB read buffer would be zeroed
+    // per read and held per socket, which dominates memory with hundreds of open chats.
+    upgrade.read_buffer_size(READ_BUFFER).on_upgrade(move |socket| session(state, headers, socket))
 }
 
 async fn send(socket: &mut WebSocket, value: Value) -> bool {
@@ -94,17 +103,23 @@ async fn session(state: AppState, headers: HeaderMap, mut socket: WebSocket) {
     let mut changes = state.services.feed.subscribe();
     let mut subs: Vec<Subscription> = Vec::new();
     let mut closing = state.closing();
-    // Thread subscriptions forward their events through this queue, one task per thread.
-    let (thread_tx, mut thread_rx) = tokio::sync::mpsc::channel::<String>(THREAD_QUEUE);
-    let mut threads: std::collections::HashMap<String, tokio::task::JoinHandle<()>> = std::collections::HashMap::new();
+    // Thread subscriptions: their broadcasts are received right here, by id.
+    let mut threads: StreamMap<String, BroadcastStream<tale_chat::live::Event>> = StreamMap::new();
+    let mut watches: HashMap<String, ThreadWatch> = HashMap::new();
     loop {
         tokio::select! {
             _ = closing.changed() => {
                 let _ = socket.send(Message::Close(None)).await;
                 break;
             }
-            Some(event) = thread_rx.recv() => {
-                if socket.send(Message::Text(event.into())).await.is_err() { break }
+            Some((id, event)) = threads.next(), if !threads.is_empty() => {
+                let Some(watch) = watches.get(&id) else { continue };
+                let Some(out) = watch.relay(event).await else { continue };
+                if socket.send(Message::Text(out.frame)).await.is_err() { break }
+                if out.last {
+                    threads.remove(&id);
+                    watches.remove(&id);
+                }
             }
             incoming = socket.recv() => {
                 let Some(Ok(message)) = incoming else { break };
@@ -118,9 +133,14 @@ async fn session(state: AppState, headers: HeaderMap, mut socket: WebSocket) {
                     Ok(ClientMessage::Ping) => { if !send(&mut socket, json!({"type": "pong"})).await { break } }
                     Ok(ClientMessage::Subscribe { org, topic, id }) if topic == "thread" => {
                         let id = id.unwrap_or_default();
-                        if let Some(old) = threads.remove(&id) { old.abort(); }
-                        match crate::ws_thread::subscribe(state.clone(), headers.clone(), org.clone(), id.clone(), thread_tx.clone()).await {
-                            Ok(task) => { threads.insert(id, task); }
+                        threads.remove(&id);
+                        watches.remove(&id);
+                        match ThreadWatch::open(state.clone(), headers.clone(), org.clone(), id.clone()).await {
+                            Ok((watch, events, first)) => {
+                                if socket.send(Message::Text(first)).await.is_err() { break }
+                                threads.insert(id.clone(), events);
+                                watches.insert(id, watch);
+                            }
                             Err(e) => {
                                 let mut msg = error_message(&org, "thread", &e);
                                 msg["id"] = json!(id);
@@ -129,7 +149,10 @@ async fn session(state: AppState, headers: HeaderMap, mut socket: WebSocket) {
                         }
                     }
                     Ok(ClientMessage::Unsubscribe { topic, id, .. }) if topic == "thread" => {
-                        if let Some(task) = id.and_then(|id| threads.remove(&id)) { task.abort(); }
+                        if let Some(id) = id {
+                            threads.remove(&id);
+                            watches.remove(&id);
+                        }
                     }
                     Ok(ClientMessage::Subscribe { org, topic, .. }) => {
                         let Some(t) = Topic::parse(&topic) else {
@@ -182,11 +205,5 @@ async fn session(state: AppState, headers: HeaderMap, mut socket: WebSocket) {
             }
         }
     }
-    for task in threads.values() {
-        task.abort();
-    }
     state.metrics.websocket_clients.dec();
 }
-
-/// Events a tab may be behind on its thread subscriptions before they wait for it.
-const THREAD_QUEUE: usize = 512;

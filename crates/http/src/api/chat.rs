@@ -265,10 +265,7 @@ pub struct UploadQuery {
 pub async fn upload(State(state): State<AppState>, g: Granted, headers: HeaderMap, Query(q): Query<UploadQuery>, body: Body) -> ApiResult {
     let lang = locale(&headers);
     let limit = state.chat.config().max_upload_bytes;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Error::PayloadTooLarge(format!("the file is larger than the upload limit of {limit} bytes")).into());
-    }
+    super::refuse_oversized(&headers, limit)?;
     let name = q.name.ok_or_else(|| Error::invalid("name the file: ?name=<file name>"))?;
     let media_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream").to_owned();
     let stream = body.into_data_stream().map_err(|e| e.to_string());
@@ -300,12 +297,12 @@ pub async fn download(State(state): State<AppState>, g: Granted, headers: Header
 
 /// A thread shared by link, for a signed-in member of its organisation.
 pub async fn shared(State(state): State<AppState>, a: crate::auth::Authed, headers: HeaderMap, Path(token): Path<String>) -> ApiResult {
-    let lang = locale(&headers);
+    ok(shared_view(&state, &a.principal, &token, &locale(&headers)).await?)
+}
+
+/// The thread behind a share link, if `principal` may use chat in its organisation.
+pub(crate) async fn shared_view(state: &AppState, principal: &tale_core::service::Principal, token: &str, lang: &str) -> Result<tale_chat::ThreadView, Error> {
     let services = state.services.clone();
-    let principal = a.principal.clone();
-    let view = state
-        .chat
-        .shared_thread(&token, &lang, |slug| async move { services.grant(&principal, &slug, tale_core::permission::Permission::ChatUse).await })
-        .await?;
-    ok(view)
+    let principal = principal.clone();
+    state.chat.shared_thread(token, lang, |slug| async move { services.grant(&principal, &slug, tale_core::permission::Permission::ChatUse).await }).await
 }

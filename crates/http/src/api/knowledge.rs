@@ -45,10 +45,7 @@ pub struct UploadQuery {
 pub async fn upload(State(state): State<AppState>, g: Granted, headers: HeaderMap, Query(q): Query<UploadQuery>, body: Body) -> ApiResult {
     g.grant.require(Permission::KnowledgeWrite)?;
     let limit = state.knowledge.config.max_upload_bytes;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Error::PayloadTooLarge(format!("the file is larger than the upload limit of {limit} bytes")).into());
-    }
+    super::refuse_oversized(&headers, limit)?;
     let name = tale_chat::files::clean_file_name(q.name.as_deref().ok_or_else(|| Error::invalid("name the file: ?name=<file name>"))?)?;
     let media_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream").split(';').next().unwrap_or("").trim().to_owned();
     let folder = q.folder.unwrap_or_else(|| "/".into());

@@ -79,14 +79,17 @@ pub fn body(req: &ChatRequest, stream: bool) -> Value {
 }
 
 fn usage(v: &Value) -> Option<Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
+    v.get("usage").filter(|u| u.is_object()).map(usage_of)
+}
+
+fn usage_of(u: &Value) -> Usage {
     let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage {
+    Usage {
         input_tokens: n("/prompt_tokens"),
         output_tokens: n("/completion_tokens"),
         cached_input_tokens: n("/prompt_tokens_details/cached_tokens"),
         reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
-    })
+    }
 }
 
 /// The provider's own words for an error, shortened.
@@ -190,35 +193,79 @@ pub struct ChatStream {
     finished: bool,
 }
 
+/// One streamed chunk, decoded into just the fields a chat stream uses: this runs once per token
+/// of every answer, so it avoids building a `serde_json::Value` tree.
+#[derive(serde::Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    choices: Vec<ChoiceChunk>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceChunk {
+    #[serde(default)]
+    delta: Option<DeltaChunk>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeltaChunk {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallChunk>,
+}
+
+#[derive(serde::Deserialize)]
+struct ToolCallChunk {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionChunk>,
+}
+
+#[derive(serde::Deserialize)]
+struct FunctionChunk {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
 impl ChatStream {
     fn decode(&mut self, data: &str) -> Result<(), LlmError> {
         if data.trim() == "[DONE]" {
             self.done = true;
             return Ok(());
         }
-        let v: Value = serde_json::from_str(data).map_err(|e| LlmError::Protocol(format!("bad stream chunk: {e}")))?;
-        if let Some(err) = v.get("error") {
+        let chunk: StreamChunk = serde_json::from_str(data).map_err(|e| LlmError::Protocol(format!("bad stream chunk: {e}")))?;
+        if let Some(err) = chunk.error.filter(|e| !e.is_null()) {
             return Err(LlmError::Upstream { status: 200, message: upstream_message(&err.to_string()) });
         }
-        if let Some(choice) = v.pointer("/choices/0") {
-            if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                self.pending.push_back(StreamEvent::Text(text.to_owned()));
+        if let Some(choice) = chunk.choices.into_iter().next() {
+            if let Some(delta) = choice.delta {
+                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    self.pending.push_back(StreamEvent::Text(text));
+                }
+                for call in delta.tool_calls {
+                    let (name, arguments) = call.function.map(|f| (f.name, f.arguments.unwrap_or_default())).unwrap_or_default();
+                    self.pending.push_back(StreamEvent::ToolCallDelta { index: call.index, id: call.id, name, arguments });
+                }
             }
-            for call in choice.pointer("/delta/tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                self.pending.push_back(StreamEvent::ToolCallDelta {
-                    index: call["index"].as_u64().unwrap_or(0) as usize,
-                    id: call["id"].as_str().map(str::to_owned),
-                    name: call.pointer("/function/name").and_then(Value::as_str).map(str::to_owned),
-                    arguments: call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                });
-            }
-            if let Some(reason) = choice["finish_reason"].as_str() {
+            if let Some(reason) = choice.finish_reason {
                 self.finished = true;
-                self.pending.push_back(StreamEvent::Finish(reason.to_owned()));
+                self.pending.push_back(StreamEvent::Finish(reason));
             }
         }
-        if let Some(u) = usage(&v) {
-            self.pending.push_back(StreamEvent::Usage(u));
+        if let Some(u) = chunk.usage.filter(Value::is_object) {
+            self.pending.push_back(StreamEvent::Usage(usage_of(&u)));
         }
         Ok(())
     }

@@ -37,6 +37,13 @@ async fn an_answer_streams_to_every_tab_and_is_stored_with_its_run_log() {
 
     for tab in [&mut tab1, &mut tab2] {
         let events = read_until(tab, |e| e["type"] == "message" && e["final"] == true).await;
+        // The turn comes first, whole, so the tab can show the question and the empty answer
+        // before the first token without refetching the thread.
+        let first = &events[0];
+        assert_eq!(first["type"], "turn", "{first}");
+        assert_eq!((first["question"]["content"].as_str(), first["question"]["parentId"].as_str()), (Some("Tell me a story"), None));
+        assert_eq!((first["answer"]["id"].as_str(), first["answer"]["parentId"].as_str()), (Some(answer.as_str()), first["question"]["id"].as_str()));
+        assert!(events.iter().all(|e| e["type"] != "snapshot"), "no refetch for a new turn");
         let (text, seq) = apply(&events, &answer);
         assert_eq!(text, STORY, "every tab sees the same tokens");
         assert!(seq >= 20, "streamed in many deltas, got {seq}");

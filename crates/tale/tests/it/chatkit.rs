@@ -143,6 +143,10 @@ pub fn apply(events: &[Value], message: &str) -> (String, u64) {
                     seq = m["seq"].as_u64().unwrap();
                 }
             }
+            Some("turn") if e["answer"]["id"] == message => {
+                text = e["answer"]["content"].as_str().unwrap().to_owned();
+                seq = e["answer"]["seq"].as_u64().unwrap();
+            }
             Some("delta") if e["message"] == message => {
                 let n = e["seq"].as_u64().unwrap();
                 if n <= seq {

@@ -244,8 +244,22 @@
     }
   }
 
+  // A new turn hangs under a message this tab shows (or starts the thread): what followed that
+  // message belonged to another branch, so it goes, and the turn takes its place.
+  function applyTurn(t) {
+    var first = t.question || t.answer;
+    var nodes = Array.prototype.filter.call(list.children, function (n) { return n.dataset && n.dataset.id; });
+    var at = first.parentId ? nodes.findIndex(function (n) { return n.dataset.id === first.parentId; }) : -1;
+    if (first.parentId && at < 0) { resync(); return; }
+    nodes.slice(at + 1).forEach(function (n) { delete state.messages[n.dataset.id]; n.remove(); });
+    if (t.question) { replaceMessage(t.question); }
+    replaceMessage(t.answer);
+    liveFromServer(true);
+  }
+
   function onEvent(msg) {
     if (msg.type === "snapshot" && msg.topic === "thread") { renderAll(msg.data); return; }
+    if (msg.type === "turn") { applyTurn(msg); return; }
     if (msg.type === "delta" || msg.type === "part") {
       var known = state.messages[msg.message];
       if (!known) { resync(); return; }
