@@ -263,3 +263,29 @@ impl MetaStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
+
+// Reading a document in order (the `document_retrieve` tool and the passage page of a citation).
+impl MetaStore {
+    /// Up to `limit` chunks of a document from position `from`, in order.
+    pub async fn chunk_range(&self, document_id: &str, from: i64, limit: u32) -> Result<Vec<StoredChunk>> {
+        let rows = sqlx::query("SELECT id, document_id, position, page, section, header, text FROM chunks WHERE document_id = ? AND position >= ? ORDER BY position LIMIT ?")
+            .bind(document_id)
+            .bind(from)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredChunk {
+                id: r.get("id"),
+                document_id: r.get("document_id"),
+                position: r.get("position"),
+                page: r.get("page"),
+                section: r.get("section"),
+                header: r.get("header"),
+                text: r.get("text"),
+            })
+            .collect())
+    }
+}
