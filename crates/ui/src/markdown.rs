@@ -6,8 +6,13 @@
 //! `style`, which the Content-Security-Policy forbids anyway, and no event handlers); link
 //! destinations are kept only for `http(s):`, `mailto:` and scheme-less URLs; images become
 //! links, so rendering a message never makes the browser fetch anything.
+//!
+//! An answer's citation markers (`[1]`, `[2, 3]`) become links to the passages its `citation`
+//! parts name; markers without such a part stay text.
 
 use std::sync::OnceLock;
+
+use serde_json::Value;
 
 use pulldown_cmark::{Alignment, CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd};
 use syntect::html::{ClassStyle, ClassedHTMLGenerator};
@@ -28,11 +33,94 @@ fn options() -> Options {
 
 /// Renders untrusted Markdown to an HTML fragment that is safe to insert as-is.
 pub fn render(markdown: &str) -> String {
-    let mut renderer = Renderer { budget: MAX_HIGHLIGHT_PER_MESSAGE, ..Renderer::default() };
+    render_answer(markdown, &[])
+}
+
+/// A passage an answer may cite, from its `citation` part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cite {
+    pub n: u64,
+    pub href: String,
+    /// `Title › Section, page 3`.
+    pub label: String,
+}
+
+/// The answer's citations, by number. Only same-site links are kept: parts come from our own
+/// tools, but the page must not depend on that.
+pub fn citations(parts: &[Value]) -> Vec<Cite> {
+    let mut out: Vec<Cite> = parts
+        .iter()
+        .filter(|p| p["type"] == "citation")
+        .filter_map(|p| {
+            let href = p["href"].as_str().filter(|h| h.starts_with('/') && classify(h) == Some(Kind::Local))?;
+            Some(Cite { n: p["n"].as_u64()?, href: href.to_owned(), label: citation_label(p) })
+        })
+        .collect();
+    out.sort_by_key(|c| c.n);
+    out
+}
+
+/// How a citation names its passage: title (else file name), section, page.
+pub fn citation_label(p: &Value) -> String {
+    let s = |k: &str| p[k].as_str().filter(|s| !s.trim().is_empty());
+    let title = s("title").or(s("document")).unwrap_or("Passage");
+    let mut label = title.to_owned();
+    // The section path usually starts with the title (a document's first heading).
+    let section = s("section").map(|s| s.strip_prefix(title).and_then(|r| r.strip_prefix(" › ")).unwrap_or(s));
+    if let Some(section) = section.filter(|s| !s.is_empty() && *s != title) {
+        label.push_str(" › ");
+        label.push_str(section);
+    }
+    if let Some(page) = p["page"].as_i64() {
+        label.push_str(&format!(", page {page}"));
+    }
+    label
+}
+
+/// The citation numbers an answer's text uses, in order of first use.
+pub fn cited_numbers(text: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (_, marker) in markers(text) {
+        for n in marker {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// `[1]` and `[1, 2]` markers: (byte range, numbers).
+fn markers(text: &str) -> Vec<(std::ops::Range<usize>, Vec<u64>)> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // A marker is short: looking a few bytes ahead keeps long bracketed text linear.
+        if bytes[i] == b'['
+            && let Some(len) = bytes[i + 1..].iter().take(24).position(|b| *b == b']')
+        {
+            let inner = &text[i + 1..i + 1 + len];
+            let numbers: Option<Vec<u64>> = inner.split(',').map(|n| n.trim()).map(|n| if n.len() <= 3 && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) { n.parse().ok() } else { None }).collect();
+            if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
+                out.push((i..i + len + 2, numbers));
+                i += len + 2;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Renders an answer: Markdown as [`render`] does, with its citation markers linked.
+pub fn render_answer(markdown: &str, parts: &[Value]) -> String {
+    let mut renderer = Renderer { budget: MAX_HIGHLIGHT_PER_MESSAGE, cites: citations(parts), ..Renderer::default() };
     let mut events = Vec::new();
     for event in Parser::new_ext(markdown, options()) {
         renderer.feed(event, &mut events);
     }
+    renderer.flush_text(&mut events);
     let mut html = String::with_capacity(markdown.len() * 3 / 2);
     pulldown_cmark::html::push_html(&mut html, events.into_iter());
     html
@@ -106,6 +194,9 @@ struct Renderer {
     table_head: bool,
     table_column: usize,
     budget: usize,
+    cites: Vec<Cite>,
+    /// Adjacent text events, joined so a marker split across them (`[`, `1`, `]`) is seen whole.
+    text: String,
 }
 
 struct Image {
@@ -156,6 +247,13 @@ impl Renderer {
             }
             return;
         }
+        if !self.cites.is_empty() && !self.inside_anchor()
+            && let Event::Text(t) = &event
+        {
+            self.text.push_str(t);
+            return;
+        }
+        self.flush_text(out);
         match event {
             // The heart of the safety argument: raw HTML from the model is shown, never parsed.
             Event::Html(t) | Event::InlineHtml(t) => out.push(Event::Text(t)),
@@ -230,6 +328,34 @@ impl Renderer {
             }
 
             other => out.push(other),
+        }
+    }
+
+    /// Writes the held text, with each marker whose numbers all have a citation as links.
+    fn flush_text(&mut self, out: &mut Vec<Event<'_>>) {
+        if self.text.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.text);
+        let mut at = 0;
+        for (range, numbers) in markers(&text) {
+            let found: Option<Vec<&Cite>> = numbers.iter().map(|n| self.cites.iter().find(|c| c.n == *n)).collect();
+            let Some(found) = found else { continue };
+            if range.start > at {
+                out.push(Event::Text(CowStr::from(text[at..range.start].to_owned())));
+            }
+            let link = |c: &Cite, shown: String| {
+                format!("<a class=\"cite\" href=\"{}\" title=\"{}\" target=\"_blank\" rel=\"noopener\">{shown}</a>", escape(&c.href), escape(&c.label))
+            };
+            let anchors = match found.as_slice() {
+                [one] => link(one, format!("[{}]", one.n)),
+                many => format!("[{}]", many.iter().map(|c| link(c, c.n.to_string())).collect::<Vec<_>>().join(", ")),
+            };
+            out.push(html(anchors));
+            at = range.end;
+        }
+        if at < text.len() {
+            out.push(Event::Text(CowStr::from(text[at..].to_owned())));
         }
     }
 
@@ -519,6 +645,24 @@ mod tests {
         let html = render("- [x] done\n- [ ] todo\n");
         assert!(html.contains("<li><input disabled=\"\" type=\"checkbox\" checked=\"\"/>\ndone</li>"), "{html}");
         assert!(html.contains("<li><input disabled=\"\" type=\"checkbox\"/>\ntodo</li>"), "{html}");
+    }
+
+    #[test]
+    fn citation_markers_link_to_their_passages() {
+        let parts = vec![
+            serde_json::json!({"type": "citation", "n": 1, "title": "Lighthouses", "section": "Keepers", "page": 2, "href": "/dashboard/d/knowledge/documents/x?chunk=x%3A1#passage"}),
+            serde_json::json!({"type": "citation", "n": 2, "document": "b.md", "href": "/dashboard/d/knowledge/documents/y?chunk=y%3A0#passage"}),
+            serde_json::json!({"type": "citation", "n": 3, "document": "evil", "href": "javascript:alert(1)"}),
+        ];
+        let html = render_answer("Keepers trimmed wicks [1]. Both say so [1, 2]. Not [3], not [9], and `[1]` is code; a[i] stays.", &parts);
+        assert!(html.contains("<a class=\"cite\" href=\"/dashboard/d/knowledge/documents/x?chunk=x%3A1#passage\" title=\"Lighthouses › Keepers, page 2\" target=\"_blank\" rel=\"noopener\">[1]</a>."), "{html}");
+        assert!(html.contains("[<a class=\"cite\" href=\"/dashboard/d/knowledge/documents/x?chunk=x%3A1#passage\""), "{html}");
+        assert!(html.contains(">2</a>]"), "{html}");
+        assert!(html.contains("Not [3], not [9]"), "a citation without a safe link, or none, stays text: {html}");
+        assert!(html.contains("<code>[1]</code>") && html.contains("a[i] stays"), "{html}");
+        assert_inert(&html);
+        assert_eq!(render_answer("plain [1]", &[]), "<p>plain [1]</p>\n");
+        assert_eq!(cited_numbers("a [2] b [1, 2] c [x]"), [2, 1]);
     }
 
     #[test]
