@@ -26,6 +26,16 @@ impl KnowledgeMode {
             _ => None,
         }
     }
+
+    /// The model searches when it decides to (`tool`, `both`).
+    pub fn tools(self) -> bool {
+        matches!(self, Self::Tool | Self::Both)
+    }
+
+    /// Passages for the question are added to every turn (`context`, `both`).
+    pub fn context(self) -> bool {
+        matches!(self, Self::Context | Self::Both)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

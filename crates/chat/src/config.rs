@@ -99,7 +99,8 @@ impl ChatService {
         let document = read_json(&dir.join(format!("{slug}.json")))?.ok_or(Error::NotFound("agent"))?;
         let (warnings, unavailable_tools) = match parse_agent(slug, &document.to_string()) {
             Ok(a) => {
-                let unavailable = a.tool_names.iter().filter_map(|t| tale_agent::tools::unavailable_reason(t).map(|r| (t.clone(), r.to_owned()))).collect();
+                let reason = |t: &str| tale_agent::tools::unavailable_reason(t).or_else(|| tale_agent::tools::knowledge::mode_reason(&a, t));
+                let unavailable = a.tool_names.iter().filter_map(|t| reason(t).map(|r| (t.clone(), r.to_owned()))).collect();
                 (a.warnings, unavailable)
             }
             Err(problems) => (problems, Vec::new()),

@@ -1,8 +1,9 @@
 //! The chat half of the agent role. Owns threads and their message trees, turns (send,
 //! regenerate, edit-and-resend, switch branch, stop, answer a form), the runs that write answers
 //! through `tale-agent`'s run loop, live streaming of those answers to every subscribed tab
-//! ([`live`]), the tools' access to a thread ([`host`]), uploads and generated files, the usage
-//! ledger, and the audited editing of agent and provider files ([`config`]).
+//! ([`live`]), the tools' access to a thread ([`host`]) and to the organisation's knowledge base
+//! ([`knowledge`]), uploads and generated files, the usage ledger, and the audited editing of
+//! agent and provider files ([`config`]).
 //!
 //! Every public operation takes a [`Caller`] whose grant came from the permission matrix and
 //! checks ownership of what it touches: a thread is its creator's alone (others get `NotFound`).
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod files;
 pub mod host;
+pub mod knowledge;
 pub mod live;
 mod runner;
 pub mod threads;
@@ -56,8 +58,9 @@ pub struct ChatConfig {
     pub site_url: String,
     /// Largest upload accepted (bytes).
     pub max_upload_bytes: u64,
-    /// Turns Markdown into safe HTML (`tale-ui`'s renderer in the binary).
-    pub render_markdown: fn(&str) -> String,
+    /// Turns an answer's Markdown into safe HTML (`tale-ui`'s renderer in the binary); its parts
+    /// carry the citations whose `[n]` markers become links to their passages.
+    pub render_markdown: fn(&str, &[Value]) -> String,
     /// How often streaming answers are persisted.
     pub flush_every: Duration,
 }
@@ -68,6 +71,9 @@ pub struct ChatService {
     pub age_keys: tale_secrets::AgeKeys,
     pub objects: ObjectStore,
     pub hub: Arc<live::Hub>,
+    /// The knowledge base the knowledge tools and `context` mode read; `None` when it could not
+    /// be opened (the tools then find nothing and say so in the run log).
+    pub knowledge: Option<Arc<tale_knowledge::ingest::Knowledge>>,
     runtime: Runtime,
     config: ChatConfig,
     html_cache: Mutex<HashMap<String, (i64, Arc<str>)>>,
@@ -105,7 +111,14 @@ pub struct ThreadView {
 }
 
 impl ChatService {
-    pub fn new(services: Arc<Services>, catalog: Arc<Catalog>, age_keys: tale_secrets::AgeKeys, objects: ObjectStore, config: ChatConfig) -> Result<Arc<Self>> {
+    pub fn new(
+        services: Arc<Services>,
+        catalog: Arc<Catalog>,
+        age_keys: tale_secrets::AgeKeys,
+        objects: ObjectStore,
+        knowledge: Option<Arc<tale_knowledge::ingest::Knowledge>>,
+        config: ChatConfig,
+    ) -> Result<Arc<Self>> {
         let client = tale_llm::client::LlmClient::new(tale_llm::client::RetryPolicy::default()).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Arc::new(ChatService {
             services,
@@ -113,6 +126,7 @@ impl ChatService {
             age_keys,
             objects,
             hub: Arc::new(live::Hub::default()),
+            knowledge,
             runtime: Runtime::new(client),
             config,
             html_cache: Mutex::new(HashMap::new()),
@@ -170,7 +184,7 @@ impl ChatService {
             return None;
         }
         if streaming {
-            return Some(Arc::from((self.config.render_markdown)(&m.content)));
+            return Some(Arc::from((self.config.render_markdown)(&m.content, &m.parts)));
         }
         let mut cache = self.html_cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, html)) = cache.get(&m.id)
@@ -178,7 +192,7 @@ impl ChatService {
         {
             return Some(html.clone());
         }
-        let html: Arc<str> = Arc::from((self.config.render_markdown)(&m.content));
+        let html: Arc<str> = Arc::from((self.config.render_markdown)(&m.content, &m.parts));
         if cache.len() >= HTML_CACHE_ENTRIES {
             cache.clear();
         }

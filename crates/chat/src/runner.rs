@@ -4,14 +4,16 @@
 //! thread's live channel, then store the answer, the run log and the usage ledger together.
 
 use crate::host::ThreadHost;
+use crate::knowledge::OrgKnowledge;
 use crate::live::Channel;
 use crate::ChatService;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tale_agent::runtime::{Candidate, Ending, RunInput, RunObserver, RunOutcome};
-use tale_agent::tools::{builtin_tools, permission_of, unavailable_reason, PartSink};
+use tale_agent::runtime::{Candidate, ContextKnowledge, Ending, RunInput, RunObserver, RunOutcome};
+use tale_agent::tools::knowledge::{mode_reason, query_of, requested_tools, KnowledgeSettings};
+use tale_agent::tools::{builtin_tools, knowledge_tools, permission_of, unavailable_reason, Citations, KnowledgeHost, PartSink};
 use tale_agent::Agent;
 use tale_core::chat::{branch, ChatMessage, MessageRole, MessageStatus, Run, RunStatus, Thread, TokenCounts, UsageEntry};
 use tale_core::id::{new_id, now_ms};
@@ -187,12 +189,14 @@ impl ChatService {
         if candidates.is_empty() {
             return Err(format!("No model of this agent can be used: {}", warnings.join("; ")));
         }
+        let mut question = None;
         let history = match &job.resume {
             Some(transcript) => transcript.clone(),
             None => {
                 let vision = candidates[0].model.has(Tag::Vision);
                 let all = self.store().messages(&job.thread.id).await.map_err(|e| e.to_string())?;
                 let parent = job.message.parent_id.as_deref();
+                question = all.iter().find(|m| Some(m.id.as_str()) == parent).map(|m| m.content.clone());
                 let mut history = Vec::new();
                 for m in branch(&all, parent) {
                     match m.role {
@@ -206,20 +210,35 @@ impl ChatService {
             }
         };
         let host = Arc::new(ThreadHost::new(self.store().clone(), self.objects.clone(), &job.thread, &job.thread.user_id));
-        let available = builtin_tools(host);
+        let settings = KnowledgeSettings::of(&agent);
+        let knowledge: Arc<dyn KnowledgeHost> = Arc::new(OrgKnowledge::new(self.knowledge.clone(), &job.thread.org_id, &job.org_slug));
+        // One numbering for the answer, shared by the tools and `context` mode.
+        let citations = Arc::new(Citations::from_parts(&job.message.parts));
+        let mut available = builtin_tools(host);
+        available.extend(knowledge_tools(knowledge.clone(), citations.clone(), &settings));
         let mut tools = Vec::new();
         let mut blocked = Vec::new();
-        for name in &agent.tool_names {
+        for name in &requested_tools(&agent) {
             let Some(permission) = permission_of(name) else { continue };
             if !permission.allows(job.role) {
                 blocked.push((name.clone(), "denied".to_owned(), "is not allowed for your role"));
-            } else if let Some(reason) = unavailable_reason(name) {
+            } else if let Some(reason) = unavailable_reason(name).or_else(|| mode_reason(&agent, name)) {
                 blocked.push((name.clone(), "unavailable".to_owned(), reason));
             } else if let Some(t) = available.iter().find(|t| t.name() == name) {
                 tools.push(t.clone());
             }
         }
         let system = fill_placeholders(agent.system_instructions(&job.locale), job, &self.config.site_url, agent.personalization);
+        // A resumed run's transcript already holds the passages of its turn.
+        let read_knowledge = tale_core::permission::Permission::KnowledgeRead.allows(job.role);
+        let context = match question.filter(|_| settings.mode.context()) {
+            Some(_) if !read_knowledge => {
+                warnings.push("knowledge context: not added, as your role may not read the knowledge base".into());
+                None
+            }
+            Some(q) => Some(ContextKnowledge { host: knowledge, query: query_of(&q), top_k: settings.context_top_k, citations, refusal: settings.refusal }),
+            None => None,
+        };
         Ok(RunInput {
             agent_slug: agent.slug.clone(),
             system,
@@ -232,6 +251,7 @@ impl ChatService {
             output_reserve: agent.output_reserve,
             queued_at: job.queued_at,
             warnings,
+            knowledge: context,
         })
     }
 

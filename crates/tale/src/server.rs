@@ -51,8 +51,8 @@ pub async fn start(config: Config) -> Result<Server> {
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
     let services = services(&config, store.clone())?;
     let config = Arc::new(config);
-    let chat = chat_service(&config, services.clone()).await?;
     let knowledge = knowledge(&config).await?;
+    let chat = chat_service(&config, services.clone(), knowledge.clone()).await?;
     let state = AppState::new(services.clone(), config.clone(), chat.clone(), knowledge.clone()).map_err(|e| anyhow::anyhow!("TALE_TRUSTED_PROXIES: {e}"))?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
@@ -108,7 +108,7 @@ async fn knowledge(config: &Config) -> Result<Arc<tale_knowledge::ingest::Knowle
 
 /// The chat role: seeded example agents and providers, the age keys provider secrets are
 /// encrypted to, the object store, and answers left streaming by a crash marked interrupted.
-async fn chat_service(config: &Config, services: Arc<Services>) -> Result<Arc<tale_chat::ChatService>> {
+async fn chat_service(config: &Config, services: Arc<Services>, knowledge: Arc<tale_knowledge::ingest::Knowledge>) -> Result<Arc<tale_chat::ChatService>> {
     let force = crate::settings::process_env("FORCE_SEED").is_some_and(|v| v == "true" || v == "1");
     let seeded = tale_agent::files::seed_examples(&config.config_dir, env!("CARGO_PKG_VERSION"), force)
         .with_context(|| format!("cannot write the example agents into {}", config.config_dir.display()))?;
@@ -125,10 +125,11 @@ async fn chat_service(config: &Config, services: Arc<Services>) -> Result<Arc<ta
         Arc::new(tale_agent::catalog::Catalog::new(config.config_dir.clone())),
         age_keys,
         objects,
+        Some(knowledge),
         tale_chat::ChatConfig {
             site_url: config.site_url.clone(),
             max_upload_bytes: config.max_upload_bytes,
-            render_markdown: tale_ui::markdown::render,
+            render_markdown: tale_ui::markdown::render_answer,
             flush_every: Duration::from_millis(500),
         },
     )?;

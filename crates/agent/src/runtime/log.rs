@@ -46,6 +46,14 @@ pub enum Step {
         result: String,
         duration_ms: u64,
     },
+    /// `context` knowledge mode: the search whose passages were added to the question.
+    #[serde(rename_all = "camelCase")]
+    Knowledge {
+        query: String,
+        passages: usize,
+        duration_ms: u64,
+        error: Option<String>,
+    },
 }
 
 /// Where the time went, per hop.

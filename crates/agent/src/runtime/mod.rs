@@ -9,6 +9,7 @@
 pub mod context;
 pub mod log;
 
+use crate::tools::knowledge::{context_block, Citations, KnowledgeHost};
 use crate::tools::{PartSink, Tool, ToolOutput};
 pub use log::{RunLog, Step};
 use serde_json::{json, Map, Value};
@@ -54,6 +55,19 @@ pub struct RunInput {
     pub queued_at: Instant,
     /// Problems found while preparing the run (e.g. a model reference that does not resolve).
     pub warnings: Vec<String>,
+    /// `context` knowledge mode: passages to add to the question before the first model call.
+    pub knowledge: Option<ContextKnowledge>,
+}
+
+/// What `context` mode needs: where to search, for what, how many passages, and the run's
+/// citation numbers (shared with the knowledge tools in `both` mode).
+pub struct ContextKnowledge {
+    pub host: Arc<dyn KnowledgeHost>,
+    pub query: String,
+    pub top_k: usize,
+    pub citations: Arc<Citations>,
+    /// Why the agent may read nothing, when it may not.
+    pub refusal: Option<&'static str>,
 }
 
 /// How a run ended.
@@ -179,7 +193,16 @@ impl Loop<'_> {
         let system = Message::text(Role::System, &self.input.system);
         let window = first.model.context_window();
         let reserve = u64::from(self.input.output_reserve);
-        let fitted = match context::fit(&system, self.input.history.clone(), window, reserve) {
+        let mut history = self.input.history.clone();
+        if let Some(k) = &self.input.knowledge {
+            let (input, cancel, deadline, timed_out) = (self.input, self.cancel, self.deadline, self.timeout_message());
+            tokio::select! {
+                () = self.add_knowledge(k, &mut history) => {}
+                _ = cancel.cancelled() => return (Ending::Stopped, String::new(), input.history.clone()),
+                _ = tokio::time::sleep_until(deadline) => return (Ending::Failed(timed_out), String::new(), input.history.clone()),
+            }
+        }
+        let fitted = match context::fit(&system, history, window, reserve) {
             Ok(f) => f,
             Err(e) => {
                 let message = format!(
@@ -251,6 +274,41 @@ impl Loop<'_> {
         }
         self.log.warnings.push(format!("stopped after maxSteps ({}) model calls while the model still wanted tools", self.input.max_steps));
         (Ending::Completed, text, transcript(&messages))
+    }
+
+    /// `context` mode: the best passages for the question, numbered for citing, appended to the
+    /// question as the model sees it (the stored question stays as the user wrote it). A store
+    /// that does not answer costs the turn its passages, not the answer.
+    async fn add_knowledge(&mut self, k: &ContextKnowledge, history: &mut [Message]) {
+        let started = Instant::now();
+        let (found, error) = match k.refusal {
+            Some(r) => (Vec::new(), Some(format!("no knowledge: {r}"))),
+            None if k.query.trim().is_empty() => (Vec::new(), None),
+            None => match k.host.search(&k.query, None, k.top_k).await {
+                Ok(p) => (p, None),
+                Err(e) => (Vec::new(), Some(format!("the knowledge base is unavailable: {e}"))),
+            },
+        };
+        if let Some(e) = &error {
+            self.log.warnings.push(format!("knowledge context: {e}"));
+        }
+        let passages = found.len();
+        if !found.is_empty()
+            && let Some(question) = history.iter_mut().rev().find(|m| m.role == Role::User)
+        {
+            let block = context_block(&found, k.host.as_ref(), &k.citations, self.observer);
+            match question.parts.iter_mut().find_map(|p| match p {
+                Part::Text(t) => Some(t),
+                _ => None,
+            }) {
+                Some(text) => {
+                    text.push_str("\n\n");
+                    text.push_str(&block);
+                }
+                None => question.parts.insert(0, Part::Text(block)),
+            }
+        }
+        self.log.steps.push(Step::Knowledge { query: log::excerpt(&k.query, 500), passages, duration_ms: ms(started.elapsed()), error });
     }
 
     /// One model call, with fallback to the next candidate when the call fails before any output.
@@ -427,6 +485,9 @@ impl Loop<'_> {
         let output = result.unwrap_or_else(|e| ToolOutput::text(format!("Error: {e}")));
         if status != "ok" {
             self.log.warnings.push(format!("tool call '{}' {status}: {}", call.name, log::excerpt(&output.content, 300)));
+        }
+        if let Some(w) = &output.warning {
+            self.log.warnings.push(format!("tool call '{}': {w}", call.name));
         }
         self.observer.part(json!({"type": "tool", "id": call.id, "name": call.name, "status": if output.pause { "waiting" } else { status }, "durationMs": duration_ms}));
         self.log.steps.push(Step::Tool {

@@ -68,7 +68,7 @@ impl Tool for RequestHumanInput {
         }
         parts.part(json!({"type": "form", "id": call_id, "title": args.get("title").and_then(Value::as_str).unwrap_or("Your input is needed"),
             "description": args.get("description").and_then(Value::as_str).unwrap_or(""), "fields": clean, "answer": null}));
-        Ok(ToolOutput { content: "The form is shown; waiting for the user's answer.".into(), pause: true })
+        Ok(ToolOutput { content: "The form is shown; waiting for the user's answer.".into(), pause: true, warning: None })
     }
 }
 

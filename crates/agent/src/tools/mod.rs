@@ -1,11 +1,14 @@
 //! Tools: the closed list of built-in tool names an agent file may list (TALE-COMPAT §3.2), the
 //! permission each needs, the [`Tool`] trait the run loop calls them through, and the tools that
-//! work today (`builtin`). The others are listed with the reason they are unavailable, which the
-//! run log and the agent editor show, until the issue that builds them lands.
+//! work today (`builtin`, and `knowledge` over the [`KnowledgeHost`]). The others are listed with
+//! the reason they are unavailable, which the run log and the agent editor show, until the issue
+//! that builds them lands.
 
 mod builtin;
+pub mod knowledge;
 
 pub use builtin::builtin_tools;
+pub use knowledge::{knowledge_tools, Citations, KnowledgeHost};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -55,13 +58,12 @@ pub fn permission_of(name: &str) -> Option<Permission> {
 
 /// Why a known tool cannot run in this build, in words for the run log and the agent editor.
 pub fn unavailable_reason(name: &str) -> Option<&'static str> {
-    if builtin::NAMES.contains(&name) {
+    if builtin::NAMES.contains(&name) || knowledge::NAMES.contains(&name) {
         return None;
     }
     Some(match name {
-        "rag_search" | "document_find" | "document_retrieve" | "document_write" | "database_schema" | "product_read" => {
-            "needs the knowledge base, which this version of Tale does not have yet"
-        }
+        "document_write" => "needs saving generated files into the knowledge base, which this version of Tale does not have yet",
+        "database_schema" | "product_read" => "needs the product and customer records, which this version of Tale does not have yet",
         "web" => "needs web fetching and crawling, which this version of Tale does not have yet",
         "pdf" | "docx" | "excel" | "image" => "needs document generation in the sandbox, which this version of Tale does not have yet",
         "integration" | "integration_batch" | "integration_introspect" => "needs integrations, which this version of Tale does not have yet",
@@ -75,17 +77,19 @@ pub fn unavailable_reason(name: &str) -> Option<&'static str> {
     })
 }
 
-/// What a tool gives back: text for the model, and whether the run waits for the user.
+/// What a tool gives back: text for the model, whether the run waits for the user, and what the
+/// run log should warn about although the call itself worked (e.g. a store that did not answer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutput {
     pub content: String,
     /// The run pauses until the user answers (`request_human_input`).
     pub pause: bool,
+    pub warning: Option<String>,
 }
 
 impl ToolOutput {
     pub fn text(content: impl Into<String>) -> Self {
-        ToolOutput { content: content.into(), pause: false }
+        ToolOutput { content: content.into(), pause: false, warning: None }
     }
 }
 
