@@ -205,3 +205,46 @@ pub async fn knowledge(State(state): State<AppState>, g: Granted) -> PageResult 
     let viewer = Viewer::load(&state, g.principal).await?;
     Ok(html(tale_ui::knowledge::knowledge(&viewer.shell("Knowledge", Some((&org, role)), Nav::Knowledge, &[]), &rows, can_write)))
 }
+
+#[derive(Deserialize)]
+pub struct DocumentQuery {
+    /// The cited chunk to mark.
+    chunk: Option<String>,
+    /// The first passage shown (from 0); by default a little before the marked one.
+    from: Option<i64>,
+}
+
+/// Passages shown per page of a document.
+const DOCUMENT_PAGE: u32 = 10;
+
+/// A document's passages with the cited one marked: where a citation's link leads.
+pub async fn knowledge_document(State(state): State<AppState>, g: Granted, Path((_, id)): Path<(String, String)>, Query(q): Query<DocumentQuery>) -> PageResult {
+    let internal = |e: tale_knowledge::Error| Error::Internal(e.to_string());
+    let org = org_of(&state, &g.grant).await?;
+    let meta = &state.knowledge.meta;
+    let doc = meta.document(&id).await.map_err(internal)?.filter(|d| d.org_id == g.grant.org_id).ok_or(Error::NotFound("document"))?;
+    let marked = match &q.chunk {
+        Some(c) => meta.chunks(std::slice::from_ref(c)).await.map_err(internal)?.into_iter().find(|c| c.document_id == doc.id),
+        None => None,
+    };
+    let from = q.from.or(marked.as_ref().map(|c| c.position - 2)).unwrap_or(0).max(0);
+    let chunks = meta.chunk_range(&doc.id, from, DOCUMENT_PAGE).await.map_err(internal)?;
+    let rows: Vec<tale_ui::knowledge::ChunkRow> =
+        chunks.iter().map(|c| tale_ui::knowledge::ChunkRow { id: &c.id, position: c.position, page: c.page, section: &c.section, text: &c.text }).collect();
+    let view = tale_ui::knowledge::DocumentPage {
+        id: &doc.id,
+        name: &doc.name,
+        title: doc.title.as_deref(),
+        folder: &doc.folder,
+        status: &doc.status,
+        chunk_count: doc.chunk_count,
+        chunks: &rows,
+        marked: marked.as_ref().map(|c| c.id.as_str()),
+        missing: q.chunk.is_some() && marked.is_none(),
+        from,
+        page_size: i64::from(DOCUMENT_PAGE),
+    };
+    let role = g.grant.role;
+    let viewer = Viewer::load(&state, g.principal).await?;
+    Ok(html(tale_ui::knowledge::document(&viewer.shell(doc.title.as_deref().unwrap_or(&doc.name), Some((&org, role)), Nav::Knowledge, &[]), &view)))
+}

@@ -131,6 +131,7 @@ fn table() -> Vec<Entry> {
         r("GET", "/dashboard/{org}/runs/{id}", Org(P::ChatUse), Page, get(chat_pages::run)),
         r("GET", "/dashboard/{org}/usage", Org(P::OrgSettings), Page, get(chat_pages::usage)),
         r("GET", "/dashboard/{org}/knowledge", Org(P::KnowledgeRead), Page, get(chat_pages::knowledge)),
+        r("GET", "/dashboard/{org}/knowledge/documents/{id}", Org(P::KnowledgeRead), Page, get(chat_pages::knowledge_document)),
         r("GET", "/static/{file}", Public, Page, get(pages::asset)),
     ]
 }

@@ -71,6 +71,44 @@ fn part(org: &str, thread_id: &str, p: &Value) -> Markup {
     }
 }
 
+/// The passages an answer read: those its text cites first, the others folded away.
+fn sources(m: &ChatMessage) -> Markup {
+    let all: Vec<&Value> = m.parts.iter().filter(|p| p["type"] == "citation").collect();
+    if all.is_empty() {
+        return html! {};
+    }
+    let links = crate::markdown::citations(&m.parts);
+    let used = crate::markdown::cited_numbers(&m.content);
+    let (cited, other): (Vec<&Value>, Vec<&Value>) = all.into_iter().partition(|p| p["n"].as_u64().is_some_and(|n| used.contains(&n)));
+    let entry = |p: &Value| {
+        let n = p["n"].as_u64().unwrap_or(0);
+        let label = crate::markdown::citation_label(p);
+        let text = p["text"].as_str().unwrap_or("");
+        let excerpt: String = text.chars().take(240).collect();
+        html! {
+            li value=(n) data-cite=(n) {
+                @if let Some(c) = links.iter().find(|c| c.n == n) { a href=(c.href) target="_blank" rel="noopener" { (label) } } @else { (label) }
+                @if let Some(d) = p["document"].as_str().filter(|d| label != *d) { " " span.muted { (d) } }
+                @if !excerpt.is_empty() { p.excerpt { (excerpt) @if excerpt.len() < text.len() { "…" } } }
+            }
+        }
+    };
+    html! {
+        section.sources aria-label="Sources" {
+            @if !cited.is_empty() {
+                h3 { "Sources" }
+                ol { @for p in &cited { (entry(p)) } }
+            }
+            @if !other.is_empty() {
+                details {
+                    summary { @if cited.is_empty() { "Passages read" } @else { "Also read" } " (" (other.len()) ")" }
+                    ol { @for p in &other { (entry(p)) } }
+                }
+            }
+        }
+    }
+}
+
 pub fn message(org: &str, item: &MessageItem, readonly: bool) -> Markup {
     let m = item.message;
     let index = item.versions.iter().position(|v| *v == m.id).unwrap_or(0);
@@ -91,7 +129,8 @@ pub fn message(org: &str, item: &MessageItem, readonly: bool) -> Markup {
                     @for a in &m.attachments { li { a href=(format!("/api/orgs/{org}/files/{}", a.id)) download { (a.name) } } }
                 }
             }
-            @if !m.parts.is_empty() { ul.parts { @for p in &m.parts { (part(org, &m.thread_id, p)) } } }
+            @if !user { (sources(m)) }
+            @if m.parts.iter().any(|p| p["type"] != "citation") { ul.parts { @for p in &m.parts { (part(org, &m.thread_id, p)) } } }
             @if let Some(e) = &m.error { p.msg-error role="alert" { (e) } }
             @if !readonly {
                 div.actions {
@@ -275,6 +314,11 @@ pub fn run(shell: &Shell, r: &Run) -> Markup {
                         "Model " code { (s["model"].as_str().unwrap_or("")) }
                         " — request " (ms(&s["requestMs"])) ", first token " (ms(&s["ttftMs"])) ", generation " (ms(&s["generationMs"]))
                         @if let Some(f) = s["finishReason"].as_str() { ", finished: " (f) }
+                        @if let Some(e) = s["error"].as_str() { p.msg-error { (e) } }
+                    }
+                } @else if s["kind"] == "knowledge" {
+                    li.step.knowledge {
+                        "Knowledge context — " (s["passages"]) " passages for “" (s["query"].as_str().unwrap_or("")) "”, " (ms(&s["durationMs"]))
                         @if let Some(e) = s["error"].as_str() { p.msg-error { (e) } }
                     }
                 } @else {

@@ -96,6 +96,70 @@
     return li;
   }
 
+  // The passages an answer read (mirrors tale-ui's chat::sources): cited ones first, the rest
+  // folded. Links only to this site: the server made them, the page does not rely on it.
+  function citedNumbers(text) {
+    var used = [];
+    var re = /\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g;
+    var match;
+    while ((match = re.exec(text || "")) !== null) {
+      match[1].split(",").forEach(function (n) { n = parseInt(n, 10); if (used.indexOf(n) < 0) { used.push(n); } });
+    }
+    return used;
+  }
+
+  function citationLabel(p) {
+    var title = (p.title && p.title.trim()) || p.document || "Passage";
+    var label = title;
+    var section = p.section || "";
+    if (section.indexOf(title + " › ") === 0) { section = section.slice(title.length + 3); }
+    if (section && section !== title) { label += " › " + section; }
+    if (typeof p.page === "number") { label += ", page " + p.page; }
+    return label;
+  }
+
+  function renderSources(m) {
+    var all = (m.parts || []).filter(function (p) { return p.type === "citation"; }).sort(function (a, b) { return a.n - b.n; });
+    if (!all.length) { return null; }
+    var used = citedNumbers(m.content);
+    var entry = function (p) {
+      var li = el("li");
+      li.value = p.n;
+      li.dataset.cite = p.n;
+      var label = citationLabel(p);
+      if (typeof p.href === "string" && p.href.charAt(0) === "/" && p.href.charAt(1) !== "/" && p.href.charAt(1) !== "\\") {
+        var a = el("a", null, label);
+        a.href = p.href;
+        a.target = "_blank";
+        a.rel = "noopener";
+        li.append(a);
+      } else { li.append(label); }
+      if (p.document && p.document !== label) { li.append(" ", el("span", "muted", p.document)); }
+      var text = p.text || "";
+      if (text) { li.append(el("p", "excerpt", text.length > 240 ? text.slice(0, 240) + "…" : text)); }
+      return li;
+    };
+    var section = el("section", "sources");
+    section.setAttribute("aria-label", "Sources");
+    var cited = all.filter(function (p) { return used.indexOf(p.n) >= 0; });
+    var other = all.filter(function (p) { return used.indexOf(p.n) < 0; });
+    if (cited.length) {
+      section.append(el("h3", null, "Sources"));
+      var ol = el("ol");
+      cited.forEach(function (p) { ol.append(entry(p)); });
+      section.append(ol);
+    }
+    if (other.length) {
+      var details = el("details");
+      details.append(el("summary", null, (cited.length ? "Also read" : "Passages read") + " (" + other.length + ")"));
+      var rest = el("ol");
+      other.forEach(function (p) { rest.append(entry(p)); });
+      details.append(rest);
+      section.append(details);
+    }
+    return section;
+  }
+
   function renderForm(m, p) {
     var f = el("form", "human-input");
     f.dataset.message = m.id;
@@ -167,8 +231,10 @@
       });
       li.append(ul);
     }
+    var sources = user ? null : renderSources(m);
+    if (sources) { li.append(sources); }
     var parts = el("ul", "parts");
-    (m.parts || []).forEach(function (p) { parts.append(renderPart(m, p)); });
+    (m.parts || []).forEach(function (p) { if (p.type !== "citation") { parts.append(renderPart(m, p)); } });
     if (parts.children.length) { li.append(parts); }
     if (m.error) { var err = el("p", "msg-error", m.error); err.setAttribute("role", "alert"); li.append(err); }
     var actions = el("div", "actions");
