@@ -23,6 +23,8 @@ mod chatkit;
 mod cli;
 /// The knowledge base over HTTP.
 mod knowledge;
+/// The knowledge base in chat: tools, context mode, citations and the passage page.
+mod knowledge_tools;
 /// WebSocket live updates.
 mod live;
 /// Every route × every role.
