@@ -574,6 +574,20 @@ mod tests {
     }
 
     #[test]
+    fn the_knowledge_tools_need_knowledge_read_which_every_role_that_chats_holds() {
+        use tale_core::permission::Permission;
+        use tale_core::role::Role;
+        for role in [Role::Owner, Role::Admin, Role::Developer, Role::Editor, Role::Member, Role::Disabled] {
+            for name in NAMES {
+                assert_eq!(super::super::permission_of(name).unwrap().allows(role), Permission::KnowledgeRead.allows(role), "{name} as {role:?}");
+            }
+            // Were a role to chat without reading knowledge, the run would refuse these tools as
+            // `denied` and skip context passages; a chat test for that role would then be due.
+            assert!(!Permission::ChatUse.allows(role) || Permission::KnowledgeRead.allows(role), "{role:?}");
+        }
+    }
+
+    #[test]
     fn queries_leave_attachments_out() {
         assert_eq!(query_of("What does it say?\n\n<attachment name=\"a.txt\">\nlots\n</attachment>"), "What does it say?");
     }
