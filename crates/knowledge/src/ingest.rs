@@ -1,16 +1,25 @@
 //! Ingestion: an upload becomes a queued document; workers claim documents, extract their text
-//! (`tale-extract`), chunk it, and write the chunks to the metadata store and the BM25 index;
-//! the document ends `completed`, or `failed` with a reason a user can act on. Re-running a
-//! document (a retry, or a job whose worker died) replaces its chunks, so nothing is doubled.
+//! (`tale-extract`), chunk it, embed the chunks (when an embedding model is available; text
+//! embedded before, by the same model, is reused), and write the chunks with their vectors to
+//! the metadata store, the BM25 index and the vector index; the document ends `completed`, or
+//! `failed` with a reason a user can act on. Re-running a document (a retry, or a job whose
+//! worker died) replaces its chunks, so nothing is doubled. Idle workers embed chunks that lack
+//! a vector of the current model (stored while no model was available, or after a change of
+//! model) and save the vector index's snapshots.
 
-use crate::bm25::{Bm25, IndexedChunk, Scope};
+use crate::bm25::{Bm25, IndexedChunk};
+use crate::cache::SearchCache;
 use crate::chunk::{chunk, SectionText, DEFAULT_OVERLAP, DEFAULT_SIZE};
+use crate::embedder::{Embedder, VectorStatus};
 use crate::store::{Document, MetaStore, StoredChunk};
+use crate::vector::{VectorEntry, VectorIndex};
 use crate::{Error, Result};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tale_objects::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +62,25 @@ pub struct Passage {
     pub document: String,
     pub title: Option<String>,
     pub folder: String,
+    /// Hybrid: the reciprocal-rank-fusion score; BM25 or vector alone: that ranker's score.
     pub score: f32,
+    /// 1-based place in the BM25 ranking, if the passage was in it.
+    pub bm25_rank: Option<u32>,
+    /// 1-based place in the vector ranking, if the passage was in it.
+    pub vector_rank: Option<u32>,
+}
+
+/// Chunks embedded per idle step of the background re-embedding.
+const REEMBED_BATCH: u32 = 64;
+/// How often idle workers write changed vector snapshots.
+const SAVE_EVERY: Duration = Duration::from_secs(30);
+/// After a failed background embedding step, wait this long before the next.
+const REEMBED_BACKOFF: Duration = Duration::from_secs(30);
+
+/// An embedding model and the index of its vectors.
+pub(crate) struct Vectors {
+    pub(crate) embedder: Arc<dyn Embedder>,
+    pub(crate) index: Arc<VectorIndex>,
 }
 
 pub struct Knowledge {
@@ -62,6 +89,18 @@ pub struct Knowledge {
     pub objects: ObjectStore,
     pub config: KnowledgeConfig,
     wake: tokio::sync::Notify,
+    writable: bool,
+    vectors: Mutex<Option<Arc<Vectors>>>,
+    /// Why there are no vectors, while there are none.
+    unavailable: Mutex<String>,
+    /// Serialises "chunks replaced in the store" with "vectors replaced in the index", so a
+    /// background re-embedding never files a vector for a chunk that was just replaced.
+    vector_write: tokio::sync::Mutex<()>,
+    /// Cleared when a new model arrives; set when no chunk lacks a vector.
+    reembed_done: AtomicBool,
+    reembed_busy: tokio::sync::Mutex<Option<Instant>>,
+    last_save: Mutex<Instant>,
+    pub(crate) cache: SearchCache,
 }
 
 /// What a failure says to the user.
@@ -75,7 +114,119 @@ impl Knowledge {
         std::fs::create_dir_all(&config.dir).map_err(|e| Error::Io(format!("{}: {e}", config.dir.display())))?;
         let meta = MetaStore::open(&config.dir.join("knowledge.db")).await?;
         let bm25 = Bm25::open(&config.dir.join("bm25"), writable)?;
-        Ok(Arc::new(Knowledge { meta, bm25, objects, config, wake: tokio::sync::Notify::new() }))
+        Ok(Arc::new(Knowledge {
+            meta,
+            bm25,
+            objects,
+            config,
+            wake: tokio::sync::Notify::new(),
+            writable,
+            vectors: Mutex::new(None),
+            unavailable: Mutex::new("no embedding model is configured".into()),
+            vector_write: tokio::sync::Mutex::new(()),
+            reembed_done: AtomicBool::new(false),
+            reembed_busy: tokio::sync::Mutex::new(None),
+            last_save: Mutex::new(Instant::now()),
+            cache: SearchCache::default(),
+        }))
+    }
+
+    /// Starts using an embedding model: loads its vector snapshots, reconciles them with
+    /// knowledge.db (vectors missing from the snapshots are added, deleted ones dropped), and
+    /// from then on ingestion embeds chunks and search is hybrid. Chunks without a vector of
+    /// this model are embedded by idle workers (see [`Knowledge::embedding_progress`]).
+    pub async fn set_embedder(&self, embedder: Arc<dyn Embedder>) -> Result<()> {
+        let model = embedder.model_id();
+        let dims = embedder.dimensions();
+        let dir = self.config.dir.join("vectors");
+        let writable = self.writable;
+        let open_model = model.clone();
+        let index = tokio::task::spawn_blocking(move || VectorIndex::open(&dir, &open_model, dims, writable))
+            .await
+            .map_err(|e| Error::Index(format!("opening the vector index crashed: {e}")))??;
+        let index = Arc::new(index);
+        let _w = self.vector_write.lock().await;
+        let stored = self.meta.embedded_keys(&model).await?;
+        let mut indexed = index.keys();
+        let mut missing = Vec::new();
+        for (org, key) in stored {
+            if !indexed.get_mut(&org).is_some_and(|keys| keys.remove(&key)) {
+                missing.push(key);
+            }
+        }
+        // What is left in `indexed` is no longer in knowledge.db.
+        for (org, stale) in indexed {
+            let stale: Vec<u64> = stale.into_iter().collect();
+            index.remove_keys(&org, &stale);
+        }
+        let added = missing.len();
+        for group in missing.chunks(2000) {
+            let rows = self.meta.vectors(group).await?;
+            let ix = index.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut by_org: HashMap<&str, Vec<VectorEntry>> = HashMap::new();
+                for r in &rows {
+                    by_org.entry(&r.org_id).or_default().push(VectorEntry { key: r.key, document_id: &r.document_id, folder: &r.folder, vector: &r.vector });
+                }
+                by_org.into_iter().try_for_each(|(org, entries)| ix.insert(org, &entries))
+            })
+            .await
+            .map_err(|e| Error::Index(format!("rebuilding the vector index crashed: {e}")))??;
+        }
+        tracing::info!(model = %model, vectors = index.len(), restored = added, "vector search ready");
+        *lock(&self.vectors) = Some(Arc::new(Vectors { embedder, index }));
+        self.reembed_done.store(false, Ordering::SeqCst);
+        self.cache.invalidate_all();
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Search runs BM25-only, for this reason (e.g. the model could not be fetched).
+    pub fn set_vectors_unavailable(&self, reason: &str) {
+        reason.clone_into(&mut lock(&self.unavailable));
+    }
+
+    pub fn vector_status(&self) -> VectorStatus {
+        match &*lock(&self.vectors) {
+            Some(v) => VectorStatus::Ready { model: v.embedder.model_id() },
+            None => VectorStatus::Unavailable { reason: lock(&self.unavailable).clone() },
+        }
+    }
+
+    pub(crate) fn vectors(&self) -> Option<Arc<Vectors>> {
+        lock(&self.vectors).clone()
+    }
+
+    /// Chunks of completed documents that have a vector of the current model, and all of them:
+    /// the progress of embedding after a change of model (or after running without one).
+    /// `None` while there is no model.
+    pub async fn embedding_progress(&self) -> Result<Option<(u64, u64)>> {
+        match self.vectors() {
+            Some(v) => Ok(Some(self.meta.embedding_progress(&v.embedder.model_id()).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Vectors for `chunks`: stored ones of the same model for identical text (same content
+    /// hash) are reused; only the rest go to the model, once per distinct text.
+    async fn embed_chunks(&self, v: &Vectors, texts: &[(String, String)]) -> std::result::Result<Vec<Vec<f32>>, String> {
+        let model = v.embedder.model_id();
+        let hashes: Vec<String> = texts.iter().map(|(h, _)| h.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let mut known = self.meta.embeddings_by_hash(&hashes, &model).await.map_err(|e| e.to_string())?;
+        let mut seen = HashSet::new();
+        let todo: Vec<(String, String)> = texts.iter().filter(|(h, _)| !known.contains_key(h) && seen.insert(h.clone())).cloned().collect();
+        if !todo.is_empty() {
+            let inputs: Vec<String> = todo.iter().map(|(_, t)| t.clone()).collect();
+            let vectors = v.embedder.embed(&inputs).await?;
+            if vectors.len() != inputs.len() {
+                return Err(format!("the embedding model returned {} vectors for {} chunks", vectors.len(), inputs.len()));
+            }
+            if let Some(bad) = vectors.iter().find(|x| x.len() != v.index.dims()) {
+                return Err(format!("the embedding model returned {} dimensions where {} were expected", bad.len(), v.index.dims()));
+            }
+            known.extend(todo.into_iter().map(|(h, _)| h).zip(vectors));
+        }
+        texts.iter().map(|(h, _)| known.get(h).cloned().ok_or_else(|| "an embedding went missing".to_owned())).collect()
     }
 
     pub fn dir(&self) -> &Path {
@@ -112,6 +263,7 @@ impl Knowledge {
             indexed_at: None,
         };
         self.meta.insert_document(&d).await?;
+        self.cache.invalidate(org_id);
         self.wake.notify_waiters();
         Ok(d)
     }
@@ -121,13 +273,30 @@ impl Knowledge {
         let now = now_ms();
         let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
         let Some(doc) = self.meta.claim(now, now + lease, self.config.per_org_concurrency).await? else { return Ok(false) };
-        match self.ingest(&doc).await {
+        // Embedding a long document on the CPU can outlast the lease: renew it while working,
+        // so the watchdog does not hand the document to a second worker.
+        let ingest = self.ingest(&doc);
+        tokio::pin!(ingest);
+        let mut renew = tokio::time::interval((self.config.lease / 3).max(Duration::from_millis(100)));
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut ingest => break r,
+                _ = renew.tick() => {
+                    if let Err(e) = self.meta.renew(&doc.id, now_ms() + lease).await {
+                        tracing::warn!(document = %doc.id, error = %e, "could not renew the lease");
+                    }
+                }
+            }
+        };
+        match outcome {
             Ok((title, n)) => self.meta.finish(&doc.id, title.as_deref(), n, now_ms()).await?,
             Err(message) => {
                 tracing::info!(document = %doc.id, name = %doc.name, reason = %message, "document failed to index");
                 self.meta.fail(&doc.id, &message, now_ms()).await?;
             }
         }
+        self.cache.invalidate(&doc.org_id);
         Ok(true)
     }
 
@@ -158,14 +327,114 @@ impl Knowledge {
             return Err("no text was found in the document".into());
         }
         let ids: Vec<(String, crate::chunk::Chunk)> = chunks.into_iter().map(|c| (format!("{}:{}", doc.id, c.position), c)).collect();
-        self.meta.put_chunks(&doc.id, &doc.org_id, &ids).await.map_err(|e| e.to_string())?;
+        let vectors = self.vectors();
+        let embeddings = match &vectors {
+            Some(v) => {
+                let texts: Vec<(String, String)> = ids.iter().map(|(_, c)| (c.content_hash.clone(), embedding_text(&c.header, &c.text))).collect();
+                Some(self.embed_chunks(v, &texts).await?)
+            }
+            None => None,
+        };
+        let model = vectors.as_ref().map(|v| v.embedder.model_id());
+        let _w = self.vector_write.lock().await;
+        let keys = self
+            .meta
+            .put_chunks(&doc.id, &doc.org_id, &ids, model.as_deref().zip(embeddings.as_deref()))
+            .await
+            .map_err(|e| e.to_string())?;
         let indexed: Vec<IndexedChunk> = ids
             .iter()
             .map(|(id, c)| IndexedChunk { chunk_id: id, document_id: &doc.id, org_id: &doc.org_id, folder: &doc.folder, header: &c.header, text: &c.text, page: c.page, section: &c.section })
             .collect();
         self.bm25.put_document(&doc.id, &indexed).map_err(|e| e.to_string())?;
         self.bm25.commit().map_err(|e| e.to_string())?;
+        if let (Some(v), Some(embeddings)) = (vectors, embeddings) {
+            let (index, org, id, folder) = (v.index.clone(), doc.org_id.clone(), doc.id.clone(), doc.folder.clone());
+            tokio::task::spawn_blocking(move || {
+                index.remove_document(&org, &id);
+                let entries: Vec<VectorEntry> = keys.iter().zip(&embeddings).map(|(k, e)| VectorEntry { key: *k, document_id: &id, folder: &folder, vector: e }).collect();
+                index.insert(&org, &entries)
+            })
+            .await
+            .map_err(|e| format!("the vector index crashed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        }
         Ok((title, ids.len()))
+    }
+
+    /// One step of the background embedding: up to [`REEMBED_BATCH`] chunks that lack a vector
+    /// of the current model. Returns how many were embedded (0: nothing left, or no model).
+    pub async fn reembed_step(&self) -> Result<usize> {
+        let Some(v) = self.vectors() else { return Ok(0) };
+        if self.reembed_done.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let mut busy = self.reembed_busy.lock().await;
+        if busy.is_some_and(|until| Instant::now() < until) {
+            return Ok(0);
+        }
+        let model = v.embedder.model_id();
+        let pending = self.meta.chunks_to_embed(&model, REEMBED_BATCH).await?;
+        if pending.is_empty() {
+            self.reembed_done.store(true, Ordering::SeqCst);
+            return Ok(0);
+        }
+        let texts: Vec<(String, String)> = pending.iter().map(|c| (c.content_hash.clone(), embedding_text(&c.header, &c.text))).collect();
+        let vectors = match self.embed_chunks(&v, &texts).await {
+            Ok(vs) => vs,
+            Err(reason) => {
+                tracing::warn!(%reason, "embedding stored chunks failed; trying again later");
+                *busy = Some(Instant::now() + REEMBED_BACKOFF);
+                return Ok(0);
+            }
+        };
+        let _w = self.vector_write.lock().await;
+        let rows: Vec<(u64, Vec<f32>)> = pending.iter().map(|c| c.key).zip(vectors).collect();
+        let kept: HashSet<u64> = self.meta.set_embeddings(&model, &rows).await?.into_iter().collect();
+        let index = v.index.clone();
+        let orgs: HashSet<String> = pending.iter().map(|c| c.org_id.clone()).collect();
+        let embedded = rows.len();
+        tokio::task::spawn_blocking(move || {
+            let mut by_org: HashMap<&str, Vec<VectorEntry>> = HashMap::new();
+            for (c, (_, vector)) in pending.iter().zip(&rows).filter(|(c, _)| kept.contains(&c.key)) {
+                by_org.entry(&c.org_id).or_default().push(VectorEntry { key: c.key, document_id: &c.document_id, folder: &c.folder, vector });
+            }
+            by_org.into_iter().try_for_each(|(org, entries)| index.insert(org, &entries))
+        })
+        .await
+        .map_err(|e| Error::Index(format!("the vector index crashed: {e}")))??;
+        for org in &orgs {
+            self.cache.invalidate(org);
+        }
+        Ok(embedded)
+    }
+
+    /// Writes the vector snapshots that changed (the server does so when idle and at shutdown).
+    pub async fn save_vectors(&self) -> Result<()> {
+        let Some(v) = self.vectors().filter(|_| self.writable) else { return Ok(()) };
+        *lock(&self.last_save) = Instant::now();
+        if !v.index.is_dirty() {
+            return Ok(());
+        }
+        let index = v.index.clone();
+        let written = tokio::task::spawn_blocking(move || index.save()).await.map_err(|e| Error::Index(format!("saving the vector index crashed: {e}")))??;
+        tracing::debug!(files = written, "vector snapshots saved");
+        Ok(())
+    }
+
+    /// What an idle worker does: embed chunks that lack vectors, else save snapshots that are
+    /// due. True when it did some embedding (so the worker looks again at once).
+    async fn idle_work(&self) -> bool {
+        match self.reembed_step().await {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "background embedding failed"),
+        }
+        let due = lock(&self.last_save).elapsed() >= SAVE_EVERY;
+        if due && let Err(e) = self.save_vectors().await {
+            tracing::warn!(error = %e, "saving the vector index failed");
+        }
+        false
     }
 
     /// Runs `workers` ingestion loops until `stop`: each takes the next document, or waits for
@@ -184,7 +453,7 @@ impl Knowledge {
                             false
                         }
                     };
-                    if worked {
+                    if worked || k.idle_work().await {
                         continue;
                     }
                     tokio::select! {
@@ -198,33 +467,39 @@ impl Knowledge {
         for t in tasks {
             let _ = t.await;
         }
+        if let Err(e) = self.save_vectors().await {
+            tracing::warn!(error = %e, "saving the vector index failed");
+        }
     }
 
     /// Removes a document from every index at once, and its original if no other document
     /// shares it.
     pub async fn delete(&self, document_id: &str) -> Result<()> {
+        let doc = self.meta.document(document_id).await?;
+        let _w = self.vector_write.lock().await;
         let orphan = self.meta.delete_document(document_id).await?;
         self.bm25.delete_document(document_id)?;
         self.bm25.commit()?;
+        if let (Some(d), Some(v)) = (&doc, self.vectors()) {
+            v.index.remove_document(&d.org_id, document_id);
+        }
+        if let Some(d) = &doc {
+            self.cache.invalidate(&d.org_id);
+        }
         if let Some(sha) = orphan {
             let _ = self.objects.remove(&sha).await;
         }
         Ok(())
     }
+}
 
-    /// The best `k` passages for `query` in the organisation's scope.
-    pub async fn search(&self, org_id: &str, scope: &Scope, query: &str, k: usize) -> Result<Vec<Passage>> {
-        let hits = self.bm25.search(org_id, scope, query, k)?;
-        let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
-        let chunks = self.meta.chunks(&ids).await?;
-        let mut out = Vec::with_capacity(hits.len());
-        for h in hits {
-            let Some(chunk) = chunks.iter().find(|c| c.id == h.chunk_id).cloned() else { continue };
-            let Some(doc) = self.meta.document(&h.document_id).await? else { continue };
-            out.push(Passage { chunk, document: doc.name, title: doc.title, folder: doc.folder, score: h.score });
-        }
-        Ok(out)
-    }
+/// What a chunk's vector is computed from: its context header, then its text.
+pub(crate) fn embedding_text(header: &str, text: &str) -> String {
+    format!("{header}\n{text}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `/`-separated, leading slash, no empty or `.`/`..` segments.

@@ -7,6 +7,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -45,6 +46,41 @@ pub struct StoredChunk {
     pub section: String,
     pub header: String,
     pub text: String,
+}
+
+/// A stored vector with what the index files it under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVector {
+    pub key: u64,
+    pub org_id: String,
+    pub document_id: String,
+    pub folder: String,
+    pub vector: Vec<f32>,
+}
+
+/// A chunk waiting for a vector of the current model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingChunk {
+    pub key: u64,
+    pub org_id: String,
+    pub document_id: String,
+    pub folder: String,
+    pub header: String,
+    pub text: String,
+    pub content_hash: String,
+}
+
+/// f32 little-endian, as stored in `chunks.embedding`.
+pub fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn from_blob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
 }
 
 const DOC_COLUMNS: &str = "id, org_id, folder, name, media_type, size, sha256, title, status, error, chunk_count, attempts, uploaded_by, created_at, updated_at, indexed_at";
@@ -168,12 +204,21 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Replaces a document's chunks in one transaction.
-    pub async fn put_chunks(&self, document_id: &str, org_id: &str, chunks: &[(String, crate::chunk::Chunk)]) -> Result<()> {
+    /// Replaces a document's chunks in one transaction, each with its embedding when given
+    /// (`model`, one vector per chunk). Returns the chunks' new vector keys, in order.
+    pub async fn put_chunks(&self, document_id: &str, org_id: &str, chunks: &[(String, crate::chunk::Chunk)], embeddings: Option<(&str, &[Vec<f32>])>) -> Result<Vec<u64>> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM chunks WHERE document_id = ?").bind(document_id).execute(&mut *tx).await.map_err(db)?;
-        for (id, c) in chunks {
-            sqlx::query("INSERT INTO chunks (id, document_id, org_id, position, page, section, header, text, content_hash) VALUES (?,?,?,?,?,?,?,?,?)")
+        let n = i64::try_from(chunks.len()).unwrap_or(i64::MAX);
+        let last: i64 = sqlx::query("UPDATE counters SET value = value + ? WHERE name = 'vkey' RETURNING value").bind(n).fetch_one(&mut *tx).await.map_err(db)?.get(0);
+        let mut keys = Vec::with_capacity(chunks.len());
+        for (i, (id, c)) in chunks.iter().enumerate() {
+            let vkey = last - n + 1 + i64::try_from(i).unwrap_or(0);
+            let (model, blob) = match embeddings {
+                Some((m, vectors)) => (Some(m), vectors.get(i).map(|v| to_blob(v))),
+                None => (None, None),
+            };
+            sqlx::query("INSERT INTO chunks (id, document_id, org_id, position, page, section, header, text, content_hash, vkey, embedding_model, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
                 .bind(id)
                 .bind(document_id)
                 .bind(org_id)
@@ -183,11 +228,16 @@ impl MetaStore {
                 .bind(&c.header)
                 .bind(&c.text)
                 .bind(&c.content_hash)
+                .bind(vkey)
+                .bind(model.filter(|_| blob.is_some()))
+                .bind(blob)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            keys.push(u64::try_from(vkey).unwrap_or(0));
         }
-        tx.commit().await.map_err(db)
+        tx.commit().await.map_err(db)?;
+        Ok(keys)
     }
 
     pub async fn finish(&self, id: &str, title: Option<&str>, chunk_count: usize, now: i64) -> Result<()> {
@@ -238,23 +288,162 @@ impl MetaStore {
         Ok(sha.filter(|_| orphan))
     }
 
+    /// Chunks by id, in one query per 500 ids; unknown ids are left out.
     pub async fn chunks(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let row = sqlx::query("SELECT id, document_id, position, page, section, header, text FROM chunks WHERE id = ?").bind(id).fetch_optional(&self.pool).await.map_err(db)?;
-            if let Some(r) = row {
-                out.push(StoredChunk {
-                    id: r.get("id"),
-                    document_id: r.get("document_id"),
+        Ok(self.passages_where("c.id", ids).await?.into_iter().map(|(_, c, _)| c).collect())
+    }
+
+    /// Chunks with their documents, by chunk id, for search results.
+    pub async fn passages_by_ids(&self, ids: &[String]) -> Result<Vec<(StoredChunk, Document)>> {
+        Ok(self.passages_where("c.id", ids).await?.into_iter().map(|(_, c, d)| (c, d)).collect())
+    }
+
+    /// Chunks with their documents, by vector key (returned first).
+    pub async fn passages_by_vkeys(&self, keys: &[u64]) -> Result<Vec<(u64, StoredChunk, Document)>> {
+        let keys: Vec<i64> = keys.iter().filter_map(|k| i64::try_from(*k).ok()).collect();
+        self.passages_where("c.vkey", &keys).await
+    }
+
+    async fn passages_where<T>(&self, column: &str, values: &[T]) -> Result<Vec<(u64, StoredChunk, Document)>>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Sync,
+    {
+        let columns: String = DOC_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ");
+        let mut out = Vec::with_capacity(values.len());
+        for group in values.chunks(500) {
+            // Only placeholders are formatted into the statement; the values are bound.
+            let sql = format!(
+                "SELECT c.vkey AS vkey, c.id AS chunk_id, c.position, c.page, c.section, c.header, c.text, {columns} FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {column} IN ({})",
+                placeholders(group.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for v in group {
+                q = q.bind(v);
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(db)? {
+                let doc = document(&r);
+                let chunk = StoredChunk {
+                    id: r.get("chunk_id"),
+                    document_id: doc.id.clone(),
                     position: r.get("position"),
                     page: r.get("page"),
                     section: r.get("section"),
                     header: r.get("header"),
                     text: r.get("text"),
+                };
+                out.push((u64::try_from(r.get::<Option<i64>, _>("vkey").unwrap_or(0)).unwrap_or(0), chunk, doc));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stored embeddings of `model` for these content hashes (identical text, so reusable).
+    pub async fn embeddings_by_hash(&self, hashes: &[String], model: &str) -> Result<HashMap<String, Vec<f32>>> {
+        let mut out = HashMap::new();
+        for group in hashes.chunks(500) {
+            let sql = format!("SELECT content_hash, embedding FROM chunks WHERE embedding_model = ? AND embedding IS NOT NULL AND content_hash IN ({})", placeholders(group.len()));
+            let mut q = sqlx::query(&sql).bind(model);
+            for h in group {
+                q = q.bind(h);
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(db)? {
+                let blob: Vec<u8> = r.get(1);
+                out.insert(r.get(0), from_blob(&blob));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every chunk that has a vector of `model`: (organisation, vector key).
+    pub async fn embedded_keys(&self, model: &str) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query("SELECT org_id, vkey FROM chunks WHERE embedding_model = ? AND embedding IS NOT NULL").bind(model).fetch_all(&self.pool).await.map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get::<String, _>(0), u64::try_from(r.get::<i64, _>(1)).unwrap_or(0))).collect())
+    }
+
+    /// The vectors of these keys, with what the index files them under.
+    pub async fn vectors(&self, keys: &[u64]) -> Result<Vec<StoredVector>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for group in keys.chunks(500) {
+            let sql = format!(
+                "SELECT c.vkey, c.org_id, c.document_id, d.folder, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.embedding IS NOT NULL AND c.vkey IN ({})",
+                placeholders(group.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for k in group {
+                q = q.bind(i64::try_from(*k).unwrap_or(-1));
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(db)? {
+                let blob: Vec<u8> = r.get(4);
+                out.push(StoredVector {
+                    key: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+                    org_id: r.get(1),
+                    document_id: r.get(2),
+                    folder: r.get(3),
+                    vector: from_blob(&blob),
                 });
             }
         }
         Ok(out)
+    }
+
+    /// Chunks of completed documents without a vector of `model` (ingested while no model was
+    /// available, or embedded by another model), oldest first.
+    pub async fn chunks_to_embed(&self, model: &str, limit: u32) -> Result<Vec<PendingChunk>> {
+        let rows = sqlx::query(
+            "SELECT c.vkey, c.org_id, c.document_id, d.folder, c.header, c.text, c.content_hash FROM chunks c JOIN documents d ON d.id = c.document_id
+             WHERE d.status = 'completed' AND (c.embedding_model IS NULL OR c.embedding_model <> ?) ORDER BY c.vkey LIMIT ?",
+        )
+        .bind(model)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| PendingChunk {
+                key: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+                org_id: r.get(1),
+                document_id: r.get(2),
+                folder: r.get(3),
+                header: r.get(4),
+                text: r.get(5),
+                content_hash: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Stores vectors for existing chunks; returns the keys that still existed (a document
+    /// re-indexed meanwhile has new chunks, and these vectors are stale).
+    pub async fn set_embeddings(&self, model: &str, vectors: &[(u64, Vec<f32>)]) -> Result<Vec<u64>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut kept = Vec::with_capacity(vectors.len());
+        for (key, v) in vectors {
+            let r = sqlx::query("UPDATE chunks SET embedding = ?, embedding_model = ? WHERE vkey = ?")
+                .bind(to_blob(v))
+                .bind(model)
+                .bind(i64::try_from(*key).unwrap_or(-1))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if r.rows_affected() > 0 {
+                kept.push(*key);
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(kept)
+    }
+
+    /// Chunks of completed documents with a vector of `model`, and all chunks of completed
+    /// documents: the progress of a re-embedding.
+    pub async fn embedding_progress(&self, model: &str) -> Result<(u64, u64)> {
+        let r = sqlx::query(
+            "SELECT COALESCE(SUM(c.embedding_model = ?), 0), COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.status = 'completed'",
+        )
+        .bind(model)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok((u64::try_from(r.get::<i64, _>(0)).unwrap_or(0), u64::try_from(r.get::<i64, _>(1)).unwrap_or(0)))
     }
 
     /// Counts by status for an organisation (progress of a batch, the UI's summary).

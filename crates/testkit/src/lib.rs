@@ -6,6 +6,8 @@
 //! This is test infrastructure, never linked into the `tale` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test infrastructure")]
 
+pub mod model_index;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -276,10 +278,22 @@ async fn messages(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, bo
 }
 
 /// Deterministic 4-dimensional vectors derived from each input (length, first byte, byte sum,
-/// 1.0), returned in reverse order with their indices, as providers may reorder.
+/// 1.0), returned in reverse order with their indices, as providers may reorder. A queued
+/// `Script::Status` at the head of the script is answered instead (an embedding failure).
 async fn embeddings(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: String) -> Response {
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    inner.lock().unwrap().requests.push((headers, request.clone()));
+    let failure = {
+        let mut g = inner.lock().unwrap();
+        g.requests.push((headers, request.clone()));
+        if matches!(g.scripts.front(), Some(Script::Status { .. })) { g.scripts.pop_front() } else { None }
+    };
+    if let Some(Script::Status { code, retry_after, body }) = failure {
+        let mut r = (StatusCode::from_u16(code).unwrap(), body).into_response();
+        if let Some(s) = retry_after {
+            r.headers_mut().insert("retry-after", s.to_string().parse().unwrap());
+        }
+        return r;
+    }
     let inputs: Vec<String> = request["input"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
     let mut data: Vec<Value> = inputs
         .iter()

@@ -1,5 +1,4 @@
 //! Ingestion through search with real files, the real object store, SQLite and tantivy.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test suite: a failed step is a panic")]
 
 use bytes::Bytes;
 use std::sync::Arc;
