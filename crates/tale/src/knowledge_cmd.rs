@@ -47,7 +47,55 @@ async fn open(config: &Config, writable: bool) -> Result<Arc<Knowledge>> {
     let objects = tale_objects::ObjectStore::open(config.objects_dir()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut kc = KnowledgeConfig::new(&config.knowledge_dir);
     kc.max_upload_bytes = config.max_upload_bytes;
-    Ok(Knowledge::open(kc, objects, writable).await?)
+    let knowledge = Knowledge::open(kc, objects, writable).await?;
+    // The commands never download the model (`tale serve` does): they use it if it is there.
+    attach_local_model(&knowledge, config, false).await;
+    if !knowledge.vector_status().is_ready() {
+        eprintln!("note: {}", knowledge.vector_status());
+    }
+    Ok(knowledge)
+}
+
+/// Gives `knowledge` the local embedding model: at once when its folder under
+/// `<data-dir>/models` is complete, else — with `fetch` and an index configured — after
+/// downloading it. Otherwise search stays BM25-only, and `vector_status` says why.
+pub async fn attach_local_model(knowledge: &Knowledge, config: &Config, fetch: bool) {
+    let models = config.models_dir();
+    let dir = models.join(tale_embed::MODEL_ID);
+    let complete = tale_embed::MODEL_FILES.iter().all(|f| dir.join(f).is_file());
+    let dir = match (&config.embedding_index_url, complete, fetch) {
+        (_, true, _) => dir,
+        (Some(url), false, true) => {
+            knowledge.set_vectors_unavailable(&format!("the local embedding model is being downloaded into {}", models.display()));
+            match tale_embed::ensure_model(&models, url, &|_, _| {}).await {
+                Ok(dir) => dir,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the local embedding model could not be fetched; knowledge search runs BM25-only");
+                    knowledge.set_vectors_unavailable(&format!("the local embedding model could not be fetched: {e}"));
+                    return;
+                }
+            }
+        }
+        (None, false, _) => {
+            knowledge.set_vectors_unavailable(&format!(
+                "the local embedding model is not in {} and fetching it is off (TALE_EMBEDDING_INDEX_URL)",
+                models.display()
+            ));
+            return;
+        }
+        (Some(_), false, false) => {
+            knowledge.set_vectors_unavailable(&format!("the local embedding model is not in {} yet; `tale serve` downloads it", models.display()));
+            return;
+        }
+    };
+    let outcome = match tale_knowledge::LocalEmbedder::load(&dir).await {
+        Ok(model) => knowledge.set_embedder(Arc::new(model)).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, "the local embedding model could not be loaded; knowledge search runs BM25-only");
+        knowledge.set_vectors_unavailable(&format!("the local embedding model could not be loaded: {e}"));
+    }
 }
 
 /// Every file under the paths (hidden ones skipped), with the folder it goes into.

@@ -68,6 +68,12 @@ pub async fn start(config: Config) -> Result<Server> {
     let flusher = chat.spawn_flusher();
     let knowledge_stop = tokio_util::sync::CancellationToken::new();
     background.push(tokio::spawn(knowledge.clone().run_workers(KNOWLEDGE_WORKERS, knowledge_stop.clone())));
+    // Never blocks start-up: search is BM25-only (and says why) until the model is loaded.
+    let (k, c) = (knowledge.clone(), config.clone());
+    background.push(tokio::spawn(async move {
+        crate::knowledge_cmd::attach_local_model(&k, &c, true).await;
+        tracing::info!("knowledge: {}", k.vector_status());
+    }));
 
     match services.prepare_setup().await? {
         Some(token) => {
@@ -148,6 +154,10 @@ impl Server {
         // Answers being written are stopped and stored before the store goes away.
         self.state.chat.shutdown(grace.min(Duration::from_secs(5))).await;
         self.knowledge_stop.cancel();
+        // The workers save on their way out too; this covers a worker still busy with a document.
+        if let Err(e) = self.knowledge.save_vectors().await {
+            tracing::warn!(error = %e, "saving the vector index failed; it is rebuilt from knowledge.db at the next start");
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flusher).await;
         let result = tokio::time::timeout(grace, self.task).await;
         for t in self.background {

@@ -18,6 +18,7 @@ struct FileConfig {
     site_url: Option<String>,
     config_dir: Option<PathBuf>,
     knowledge_dir: Option<PathBuf>,
+    embedding_index_url: Option<String>,
     secret: Option<String>,
     metrics_bearer_token: Option<String>,
     log_format: Option<String>,
@@ -85,6 +86,12 @@ pub fn load(common: &CommonArgs, serve: Option<&ServeArgs>, env: Env) -> Result<
     config.site_url = config.site_url.trim_end_matches('/').to_owned();
 
     config.knowledge_dir = env("KNOWLEDGE_DATA_DIR").map(PathBuf::from).or(file.knowledge_dir).unwrap_or_else(|| data_dir.join("knowledge"));
+    config.embedding_index_url = match env("TALE_EMBEDDING_INDEX_URL").or(file.embedding_index_url) {
+        None => Some(tale_embed::DEFAULT_INDEX_URL.to_owned()),
+        Some(v) if ["off", "none", "false"].contains(&v.trim().to_ascii_lowercase().as_str()) => None,
+        Some(v) if v.starts_with("http://") || v.starts_with("https://") => Some(v.trim_end_matches('/').to_owned()),
+        Some(v) => bail!("TALE_EMBEDDING_INDEX_URL must be an http(s) URL or 'off', got '{v}'"),
+    };
     config.config_dir = env("TALE_CONFIG_DIR").map(PathBuf::from).or(file.config_dir).unwrap_or_else(|| data_dir.join("config"));
     config.secret = env("TALE_SECRET").or_else(|| env("BETTER_AUTH_SECRET")).or(file.secret).map(Secret::new);
     config.metrics_bearer_token = env("METRICS_BEARER_TOKEN").or(file.metrics_bearer_token).map(Secret::new);

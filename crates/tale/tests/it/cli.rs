@@ -7,8 +7,11 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// No test downloads the embedding model from the public index.
+const NO_MODEL_FETCH: (&str, &str) = ("TALE_EMBEDDING_INDEX_URL", "off");
+
 fn tale(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tale")).args(args).env_remove("RUST_LOG").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_tale")).args(args).env_remove("RUST_LOG").env(NO_MODEL_FETCH.0, NO_MODEL_FETCH.1).output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -21,6 +24,7 @@ fn free_port() -> u16 {
 
 fn spawn_serve(dir: &Path, port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tale"))
+        .env(NO_MODEL_FETCH.0, NO_MODEL_FETCH.1)
         .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .stdout(Stdio::piped())
@@ -237,6 +241,7 @@ async fn a_killed_server_keeps_the_streamed_answer_and_marks_it_interrupted() {
     let port = free_port();
     let start = |data: &Path| {
         Command::new(env!("CARGO_BIN_EXE_tale"))
+            .env(NO_MODEL_FETCH.0, NO_MODEL_FETCH.1)
             .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -340,6 +345,7 @@ async fn knowledge_add_and_search_with_and_without_a_server() {
 
     let out = tale(&["knowledge", "search", "--data-dir", d, "--json", "who owns a value"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("search runs BM25-only: the local embedding model is not in"), "{}", text(&out.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = &rows[0];
     assert_eq!(first["document"], "ownership.md");
@@ -354,6 +360,7 @@ async fn knowledge_add_and_search_with_and_without_a_server() {
     // With a server running, the command queues and the server indexes.
     let port = free_port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_tale"))
+        .env(NO_MODEL_FETCH.0, NO_MODEL_FETCH.1)
         .args(["serve", "--data-dir", d, "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

