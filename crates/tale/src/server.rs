@@ -68,11 +68,19 @@ pub async fn start(config: Config) -> Result<Server> {
     let flusher = chat.spawn_flusher();
     let knowledge_stop = tokio_util::sync::CancellationToken::new();
     background.push(tokio::spawn(knowledge.clone().run_workers(KNOWLEDGE_WORKERS, knowledge_stop.clone())));
-    // Never blocks start-up: search is BM25-only (and says why) until the model is loaded.
+    // Never blocks start-up: search is BM25-only (and says why) until the model is loaded, and a
+    // failed fetch or provider is tried again later (a provider down at start-up, no network).
     let (k, c) = (knowledge.clone(), config.clone());
     background.push(tokio::spawn(async move {
-        crate::knowledge_cmd::attach_local_model(&k, &c, true).await;
-        tracing::info!("knowledge: {}", k.vector_status());
+        let again = if c.embedding_model.is_some() { Duration::from_secs(60) } else { Duration::from_secs(600) };
+        loop {
+            crate::knowledge_cmd::attach_embedder(&k, &c, true).await;
+            tracing::info!("knowledge: {}", k.vector_status());
+            if k.vector_status().is_ready() || (c.embedding_model.is_none() && c.embedding_index_url.is_none()) {
+                return;
+            }
+            tokio::time::sleep(again).await;
+        }
     }));
 
     match services.prepare_setup().await? {

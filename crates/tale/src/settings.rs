@@ -19,6 +19,7 @@ struct FileConfig {
     config_dir: Option<PathBuf>,
     knowledge_dir: Option<PathBuf>,
     embedding_index_url: Option<String>,
+    embedding_model: Option<String>,
     secret: Option<String>,
     metrics_bearer_token: Option<String>,
     log_format: Option<String>,
@@ -92,6 +93,7 @@ pub fn load(common: &CommonArgs, serve: Option<&ServeArgs>, env: Env) -> Result<
         Some(v) if v.starts_with("http://") || v.starts_with("https://") => Some(v.trim_end_matches('/').to_owned()),
         Some(v) => bail!("TALE_EMBEDDING_INDEX_URL must be an http(s) URL or 'off', got '{v}'"),
     };
+    config.embedding_model = env("TALE_EMBEDDING_MODEL").or(file.embedding_model).filter(|m| !m.trim().is_empty());
     config.config_dir = env("TALE_CONFIG_DIR").map(PathBuf::from).or(file.config_dir).unwrap_or_else(|| data_dir.join("config"));
     config.secret = env("TALE_SECRET").or_else(|| env("BETTER_AUTH_SECRET")).or(file.secret).map(Secret::new);
     config.metrics_bearer_token = env("METRICS_BEARER_TOKEN").or(file.metrics_bearer_token).map(Secret::new);
@@ -165,5 +167,20 @@ mod tests {
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
         let err = load(&CommonArgs::default(), None, &env_of(&[("TALE_LISTEN", "nope")])).unwrap_err();
         assert!(err.to_string().contains("TALE_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn the_embedding_model_is_fetched_from_pypi_unless_told_otherwise() {
+        let common = CommonArgs::default();
+        let c = load(&common, None, &env_of(&[])).unwrap();
+        assert_eq!(c.embedding_index_url.as_deref(), Some("https://pypi.org/pypi"));
+        assert_eq!(c.embedding_model, None);
+        let c = load(&common, None, &env_of(&[("TALE_EMBEDDING_INDEX_URL", "off"), ("TALE_EMBEDDING_MODEL", "openai:text-embedding-3-small")])).unwrap();
+        assert_eq!(c.embedding_index_url, None);
+        assert_eq!(c.embedding_model.as_deref(), Some("openai:text-embedding-3-small"));
+        let c = load(&common, None, &env_of(&[("TALE_EMBEDDING_INDEX_URL", "https://mirror.example/pypi/")])).unwrap();
+        assert_eq!(c.embedding_index_url.as_deref(), Some("https://mirror.example/pypi"));
+        let e = load(&common, None, &env_of(&[("TALE_EMBEDDING_INDEX_URL", "ftp://x")])).unwrap_err();
+        assert!(e.to_string().contains("TALE_EMBEDDING_INDEX_URL"), "{e}");
     }
 }

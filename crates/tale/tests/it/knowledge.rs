@@ -1,5 +1,6 @@
 //! The knowledge base over HTTP: uploads by role, indexing status, search for people and
-//! scripts, delete and re-index, limits and bad files.
+//! scripts, delete and re-index, limits and bad files; embeddings from the local model (fetched
+//! at start-up) or a provider, and search turning hybrid.
 
 use crate::harness::{error_code, TestServer, User};
 use reqwest::{Method, StatusCode};
@@ -144,4 +145,49 @@ async fn the_local_model_is_fetched_in_the_background_and_search_turns_hybrid() 
     assert_eq!(s, 200, "{r}");
     let first = &r["passages"][0];
     assert_eq!((first["document"].as_str(), first["vectorRank"].as_u64(), first["bm25Rank"].as_u64()), (Some("lighthouses.md"), Some(1), None), "{r}");
+}
+
+/// `TALE_EMBEDDING_MODEL` names a provider's model tagged `embedding`: documents are embedded
+/// through the provider, and a model that is not an embedding model leaves search BM25-only
+/// with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_embedding_model_embeds_documents() {
+    let upstream = tale_testkit::ScriptedProvider::start().await;
+    let ts = TestServer::boot_with(|c| {
+        crate::chatkit::write_provider_in(&c.config_dir, &upstream);
+        let path = c.config_dir.join("providers/local.json");
+        let mut provider: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        provider["models"].as_array_mut().unwrap().push(json!({"id": "emb", "displayName": "Embeddings", "tags": ["embedding"], "dimensions": 4}));
+        std::fs::write(&path, provider.to_string()).unwrap();
+        c.embedding_model = Some("local:emb".into());
+    })
+    .await;
+    let knowledge = ts.server.as_ref().unwrap().knowledge.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !knowledge.vector_status().is_ready() {
+        assert!(Instant::now() < deadline, "{}", knowledge.vector_status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(knowledge.vector_status().to_string(), "hybrid search (BM25 and vectors from local:emb)");
+    ts.owner().await;
+    let editor = ts.member("e@example.com", Role::Editor).await;
+    let (s, _) = upload(&ts, &editor, "notes.md", "/", "text/markdown", b"# Notes\n\nThe harbour master keeps the tide tables.".to_vec()).await;
+    assert_eq!(s, 201);
+    let list = settled(&editor).await;
+    assert_eq!(list["documents"][0]["status"], "completed", "{list}");
+    let embedded: Vec<Value> = upstream.requests().into_iter().map(|(_, body)| body).filter(|b| b["model"] == "emb").collect();
+    assert!(embedded.iter().any(|b| b["input"][0].as_str().unwrap().contains("tide tables")), "{embedded:?}");
+    assert!(embedded.iter().all(|b| b["dimensions"] == 4));
+
+    let chat_model = TestServer::boot_with(|c| {
+        crate::chatkit::write_provider_in(&c.config_dir, &upstream);
+        c.embedding_model = Some("local:llm".into());
+    })
+    .await;
+    let k = chat_model.server.as_ref().unwrap().knowledge.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !k.vector_status().to_string().contains("is not tagged 'embedding'") {
+        assert!(Instant::now() < deadline, "{}", k.vector_status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
