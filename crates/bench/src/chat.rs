@@ -179,8 +179,8 @@ pub struct Followed {
     /// Snapshots that moved the answer forward: the server found the tab too far behind and
     /// resent the answer so far instead of the deltas it had missed.
     pub resyncs: u64,
-    /// Arrival of the thread's first snapshot while following: the one a new turn causes.
-    pub snapshot_ns: Option<u64>,
+    /// Arrival of the `turn` event that announces the answer (question and empty answer).
+    pub turn_ns: Option<u64>,
     /// The final message's status, and whether its content is exactly the deltas received.
     pub status: Option<String>,
     pub content_matches: bool,
@@ -267,8 +267,11 @@ pub async fn follow(ws: &mut Socket, thread: &str, expected: u32, limit: Duratio
         }
         let Ok(v) = serde_json::from_str::<Value>(&frame) else { continue };
         match v["type"].as_str() {
+            Some("turn") if v["thread"] == thread => {
+                f.turn_ns.get_or_insert(arrived);
+                message.get_or_insert_with(|| v["answer"]["id"].as_str().unwrap_or_default().to_owned());
+            }
             Some("snapshot") if v["id"] == thread => {
-                f.snapshot_ns.get_or_insert(arrived);
                 let messages = v["data"]["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
                 let ours = messages.iter().find(|m| match &message {
                     Some(id) => m["id"] == id.as_str(),

@@ -46,10 +46,9 @@ struct Tally {
     late: Summary,
     first: Summary,
     request: Summary,
-    snapshot: Summary,
-    /// First deltas written at least 5 ms before the turn's snapshot reached the tab but
-    /// delivered within 1 ms after it: they waited behind it (the snapshot is built from the
-    /// database before the thread's next event is forwarded).
+    turn: Summary,
+    /// First deltas written at least 5 ms before the `turn` event reached the tab but delivered
+    /// within 1 ms after it: they waited behind it.
     behind: usize,
 }
 
@@ -57,7 +56,7 @@ impl Tally {
     fn of(runs: &[ChatRun], deltas: u32) -> Tally {
         let (mut failed, mut kinds, mut received, mut resyncs, mut behind) = (0, BTreeMap::new(), 0, 0, 0);
         let (mut delay, mut early, mut late) = (Vec::with_capacity(runs.len() * deltas as usize), Vec::new(), Vec::new());
-        let (mut first, mut request, mut snapshot) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut first, mut request, mut turn) = (Vec::new(), Vec::new(), Vec::new());
         for r in runs {
             let f = &r.followed;
             let mut problems = f.problems(deltas);
@@ -72,12 +71,12 @@ impl Tally {
             delay.extend_from_slice(&f.delays_ms);
             early.extend(f.delays_ms.iter().take(10));
             late.extend_from_slice(f.delays_ms.get(f.delays_ms.len() / 2..).unwrap_or_default());
-            if let Some(snap) = f.snapshot_ns {
-                snapshot.push(ms_between(r.posted_ns, snap));
+            if let Some(announced) = f.turn_ns {
+                turn.push(ms_between(r.posted_ns, announced));
             }
             if let Some((arrived, stamp)) = f.first {
-                if let Some(snap) = f.snapshot_ns.filter(|&s| s >= stamp.written_ns) {
-                    behind += usize::from(ms_between(stamp.written_ns, snap) >= 5.0 && ms_between(snap, arrived) <= 1.0);
+                if let Some(announced) = f.turn_ns.filter(|&s| s >= stamp.written_ns) {
+                    behind += usize::from(ms_between(stamp.written_ns, announced) >= 5.0 && ms_between(announced, arrived) <= 1.0);
                 }
                 first.push(ms_between(stamp.written_ns, arrived));
                 if let Some(req) = stamp.request_ns {
@@ -95,7 +94,7 @@ impl Tally {
             late: Summary::of(late),
             first: Summary::of(first),
             request: Summary::of(request),
-            snapshot: Summary::of(snapshot),
+            turn: Summary::of(turn),
             behind,
         }
     }
@@ -215,12 +214,12 @@ impl Bench {
             ("  second half of each answer", &t.late),
             ("added delay, first delta", &t.first),
             ("POST question -> upstream request", &t.request),
-            ("POST question -> turn's snapshot", &t.snapshot),
+            ("POST question -> turn event", &t.turn),
         ];
         for (name, s) in rows {
             self.say(format!("  {name:<34} p50 {:8.3} ms  p90 {:8.3}  p99 {:8.3}  max {:8.3}", s.median, s.p90, s.p99, s.max));
         }
-        self.say(format!("  first deltas that waited behind the turn's snapshot (written >= 5 ms before it, delivered <= 1 ms after): {} of {n}", t.behind));
+        self.say(format!("  first deltas that waited behind the turn event (written >= 5 ms before it, delivered <= 1 ms after): {} of {n}", t.behind));
         self.say(format!(
             "  server VmRSS: {rss_ready:.1} MiB with {n} sockets subscribed, peak {peak:.1} MiB (VmHWM {hwm:.1}), {rss_done:.1} MiB when all ended, {rss_settled:.1} MiB 2 s after the sockets closed"
         ));
@@ -236,8 +235,8 @@ impl Bench {
             "chats": n, "deltas_per_chat": plan.deltas, "tokens_per_s": rate, "first_token_ms": self.args.first_token_ms[0],
             "chats_with_errors": t.failed, "error_kinds": t.kinds, "deltas_expected": expected, "deltas_received": t.received,
             "added_delay_ms": t.delay.json(), "added_delay_first10_ms": t.early.json(), "added_delay_second_half_ms": t.late.json(),
-            "first_delta_added_ms": t.first.json(), "post_to_upstream_request_ms": t.request.json(), "post_to_turn_snapshot_ms": t.snapshot.json(),
-            "first_deltas_behind_snapshot": t.behind, "resyncs": t.resyncs,
+            "first_delta_added_ms": t.first.json(), "post_to_upstream_request_ms": t.request.json(), "post_to_turn_event_ms": t.turn.json(),
+            "first_deltas_behind_turn": t.behind, "resyncs": t.resyncs,
             "rss_ready_mib": r3(rss_ready), "rss_peak_mib": r3(peak), "hwm_mib": r3(hwm), "rss_done_mib": r3(rss_done), "rss_settled_mib": r3(rss_settled),
             "server_cpu_s": r3(cpu.server), "server_cpu_us_per_delta": r3(per_delta_us), "cpu": cpu.json(), "cpu_before": before.json(),
             "upstream": upstream_json(&up.counters),
