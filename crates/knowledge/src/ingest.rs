@@ -17,7 +17,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tale_objects::ObjectStore;
@@ -98,6 +98,8 @@ pub struct Knowledge {
     vector_write: tokio::sync::Mutex<()>,
     /// Cleared when a new model arrives; set when no chunk lacks a vector.
     reembed_done: AtomicBool,
+    /// The highest key the background embedding has dealt with in this pass.
+    reembed_cursor: AtomicU64,
     reembed_busy: tokio::sync::Mutex<Option<Instant>>,
     last_save: Mutex<Instant>,
     pub(crate) cache: SearchCache,
@@ -125,6 +127,7 @@ impl Knowledge {
             unavailable: Mutex::new("no embedding model is configured".into()),
             vector_write: tokio::sync::Mutex::new(()),
             reembed_done: AtomicBool::new(false),
+            reembed_cursor: AtomicU64::new(0),
             reembed_busy: tokio::sync::Mutex::new(None),
             last_save: Mutex::new(Instant::now()),
             cache: SearchCache::default(),
@@ -176,6 +179,7 @@ impl Knowledge {
         tracing::info!(model = %model, vectors = index.len(), restored = added, "vector search ready");
         *lock(&self.vectors) = Some(Arc::new(Vectors { embedder, index }));
         self.reembed_done.store(false, Ordering::SeqCst);
+        self.reembed_cursor.store(0, Ordering::SeqCst);
         self.cache.invalidate_all();
         self.wake.notify_waiters();
         Ok(())
@@ -374,9 +378,15 @@ impl Knowledge {
             return Ok(0);
         }
         let model = v.embedder.model_id();
-        let pending = self.meta.chunks_to_embed(&model, REEMBED_BATCH).await?;
+        let cursor = self.reembed_cursor.load(Ordering::SeqCst);
+        let pending = self.meta.chunks_to_embed(&model, cursor, REEMBED_BATCH).await?;
         if pending.is_empty() {
-            self.reembed_done.store(true, Ordering::SeqCst);
+            // One more pass from the start catches what a failed step skipped; a pass that finds
+            // nothing ends the work.
+            if cursor == 0 {
+                self.reembed_done.store(true, Ordering::SeqCst);
+            }
+            self.reembed_cursor.store(0, Ordering::SeqCst);
             return Ok(0);
         }
         let texts: Vec<(String, String)> = pending.iter().map(|c| (c.content_hash.clone(), embedding_text(&c.header, &c.text))).collect();
@@ -388,6 +398,7 @@ impl Knowledge {
                 return Ok(0);
             }
         };
+        self.reembed_cursor.store(pending.iter().map(|c| c.key).max().unwrap_or(cursor), Ordering::SeqCst);
         let _w = self.vector_write.lock().await;
         let rows: Vec<(u64, Vec<f32>)> = pending.iter().map(|c| c.key).zip(vectors).collect();
         let kept: HashSet<u64> = self.meta.set_embeddings(&model, &rows).await?.into_iter().collect();

@@ -387,12 +387,14 @@ impl MetaStore {
     }
 
     /// Chunks of completed documents without a vector of `model` (ingested while no model was
-    /// available, or embedded by another model), oldest first.
-    pub async fn chunks_to_embed(&self, model: &str, limit: u32) -> Result<Vec<PendingChunk>> {
+    /// available, or embedded by another model) with keys above `after`, in key order (a
+    /// caller walking forward never rescans what it has done).
+    pub async fn chunks_to_embed(&self, model: &str, after: u64, limit: u32) -> Result<Vec<PendingChunk>> {
         let rows = sqlx::query(
             "SELECT c.vkey, c.org_id, c.document_id, d.folder, c.header, c.text, c.content_hash FROM chunks c JOIN documents d ON d.id = c.document_id
-             WHERE d.status = 'completed' AND (c.embedding_model IS NULL OR c.embedding_model <> ?) ORDER BY c.vkey LIMIT ?",
+             WHERE c.vkey > ? AND d.status = 'completed' AND (c.embedding_model IS NULL OR c.embedding_model <> ?) ORDER BY c.vkey LIMIT ?",
         )
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
         .bind(model)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
