@@ -3,7 +3,6 @@
 
 use crate::{Caller, ChatService, ThreadView};
 use serde_json::json;
-use std::sync::Arc;
 use tale_core::audit::{AuditDraft, Category};
 use tale_core::chat::{clean_title, Thread};
 use tale_core::id::{new_id, now_ms};

@@ -20,10 +20,12 @@ pub enum Topic {
     Audit,
     ApiKeys,
     Settings,
+    /// Knowledge documents: their indexing state and progress (not audited per step).
+    Knowledge,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 4] = [Topic::Members, Topic::Audit, Topic::ApiKeys, Topic::Settings];
+    pub const ALL: [Topic; 5] = [Topic::Members, Topic::Audit, Topic::ApiKeys, Topic::Settings, Topic::Knowledge];
 
     /// The permission a subscriber needs: the same one the matching read route needs.
     pub fn permission(self) -> Permission {
@@ -32,6 +34,7 @@ impl Topic {
             Topic::Audit => Permission::AuditRead,
             Topic::ApiKeys => Permission::ApiKeysManage,
             Topic::Settings => Permission::OrgSettings,
+            Topic::Knowledge => Permission::KnowledgeRead,
         }
     }
 
@@ -41,6 +44,7 @@ impl Topic {
             Topic::Audit => "audit",
             Topic::ApiKeys => "api_keys",
             Topic::Settings => "settings",
+            Topic::Knowledge => "knowledge",
         }
     }
 
@@ -90,6 +94,12 @@ impl ChangeFeed {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.sender.subscribe()
+    }
+
+    /// Publishes a change that is not an audited commit (e.g. a document's indexing progress).
+    pub fn publish(&self, change: Change) {
+        // No receivers is fine: nobody is watching.
+        let _ = self.sender.send(Arc::new(change));
     }
 
     /// Called after a commit in this process so the tailer publishes at once instead of at its

@@ -71,6 +71,7 @@ async fn snapshot(state: &AppState, principal: &Principal, grant: &Grant, topic:
         Topic::Audit => json!({"entries": s.audit_entries(grant, &AuditFilter { limit: 50, ..Default::default() }).await?}),
         Topic::ApiKeys => json!({"apiKeys": s.api_keys(principal, grant).await?}),
         Topic::Settings => serde_json::to_value(s.settings(grant).await?).map_err(|e| Error::Internal(e.to_string()))?,
+        Topic::Knowledge => crate::api::knowledge::status(state, &grant.org_id).await?,
     })
 }
 

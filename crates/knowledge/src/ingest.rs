@@ -103,7 +103,28 @@ pub struct Knowledge {
     reembed_busy: tokio::sync::Mutex<Option<Instant>>,
     last_save: Mutex<Instant>,
     pub(crate) cache: SearchCache,
+    /// What each document being indexed is doing, for the knowledge page.
+    progress: Mutex<HashMap<String, Progress>>,
+    /// Organisations whose documents changed (state or progress), for live pages.
+    changes: tokio::sync::broadcast::Sender<String>,
 }
+
+/// Where a document being indexed is: `extracting`, `embedding` (`done` of `total` chunks) or
+/// `indexing`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub stage: &'static str,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// Claims of one document that may end without an outcome (the server stopped or the worker
+/// hung past its lease) before the watchdog fails it instead of trying again.
+pub const MAX_ATTEMPTS: i64 = 3;
+
+/// Chunks embedded between two progress reports.
+const PROGRESS_EVERY: usize = 32;
 
 /// What a failure says to the user.
 fn reason(e: &tale_extract::ExtractError) -> String {
@@ -131,6 +152,8 @@ impl Knowledge {
             reembed_busy: tokio::sync::Mutex::new(None),
             last_save: Mutex::new(Instant::now()),
             cache: SearchCache::default(),
+            progress: Mutex::new(HashMap::new()),
+            changes: tokio::sync::broadcast::channel(256).0,
         }))
     }
 
@@ -213,14 +236,18 @@ impl Knowledge {
 
     /// Vectors for `chunks`: stored ones of the same model for identical text (same content
     /// hash) are reused; only the rest go to the model, once per distinct text.
-    async fn embed_chunks(&self, v: &Vectors, texts: &[(String, String)]) -> std::result::Result<Vec<Vec<f32>>, String> {
+    async fn embed_chunks(&self, v: &Vectors, texts: &[(String, String)], progress: &(dyn Fn(usize, usize) + Sync)) -> std::result::Result<Vec<Vec<f32>>, String> {
         let model = v.embedder.model_id();
         let hashes: Vec<String> = texts.iter().map(|(h, _)| h.clone()).collect::<HashSet<_>>().into_iter().collect();
         let mut known = self.meta.embeddings_by_hash(&hashes, &model).await.map_err(|e| e.to_string())?;
         let mut seen = HashSet::new();
         let todo: Vec<(String, String)> = texts.iter().filter(|(h, _)| !known.contains_key(h) && seen.insert(h.clone())).cloned().collect();
-        if !todo.is_empty() {
-            let inputs: Vec<String> = todo.iter().map(|(_, t)| t.clone()).collect();
+        // Reused vectors count as done: progress is over the document's chunks.
+        let total = texts.len();
+        let mut done = total - todo.len();
+        progress(done, total);
+        for part in todo.chunks(PROGRESS_EVERY) {
+            let inputs: Vec<String> = part.iter().map(|(_, t)| t.clone()).collect();
             let vectors = v.embedder.embed(&inputs).await?;
             if vectors.len() != inputs.len() {
                 return Err(format!("the embedding model returned {} vectors for {} chunks", vectors.len(), inputs.len()));
@@ -228,13 +255,50 @@ impl Knowledge {
             if let Some(bad) = vectors.iter().find(|x| x.len() != v.index.dims()) {
                 return Err(format!("the embedding model returned {} dimensions where {} were expected", bad.len(), v.index.dims()));
             }
-            known.extend(todo.into_iter().map(|(h, _)| h).zip(vectors));
+            known.extend(part.iter().map(|(h, _)| h.clone()).zip(vectors));
+            done += part.len();
+            progress(done, total);
         }
         texts.iter().map(|(h, _)| known.get(h).cloned().ok_or_else(|| "an embedding went missing".to_owned())).collect()
     }
 
     pub fn dir(&self) -> &Path {
         &self.config.dir
+    }
+
+    /// Names the organisation each time one of its documents changes state or makes progress
+    /// (a lagging receiver should simply reload).
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    /// What the documents being indexed are doing, by document id.
+    pub fn progress(&self) -> HashMap<String, Progress> {
+        lock(&self.progress).clone()
+    }
+
+    /// Search results and live pages of the organisation are out of date.
+    fn changed(&self, org_id: &str) {
+        self.cache.invalidate(org_id);
+        // No receivers is fine: nobody is watching.
+        let _ = self.changes.send(org_id.to_owned());
+    }
+
+    fn set_progress(&self, doc: &Document, stage: &'static str, done: usize, total: usize) {
+        lock(&self.progress).insert(doc.id.clone(), Progress { stage, done, total });
+        let _ = self.changes.send(doc.org_id.clone());
+    }
+
+    /// Queues a completed or failed document to be indexed again. False when it is already
+    /// queued or being indexed.
+    pub async fn requeue(&self, document_id: &str) -> Result<bool> {
+        let Some(doc) = self.meta.document(document_id).await? else { return Ok(false) };
+        let queued = self.meta.requeue(document_id, now_ms()).await?;
+        if queued {
+            self.changed(&doc.org_id);
+            self.wake.notify_waiters();
+        }
+        Ok(queued)
     }
 
     /// Stores an upload and queues it. `folder` is a path like `/guides/async`.
@@ -267,7 +331,7 @@ impl Knowledge {
             indexed_at: None,
         };
         self.meta.insert_document(&d).await?;
-        self.cache.invalidate(org_id);
+        self.changed(org_id);
         self.wake.notify_waiters();
         Ok(d)
     }
@@ -277,6 +341,16 @@ impl Knowledge {
         let now = now_ms();
         let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
         let Some(doc) = self.meta.claim(now, now + lease, self.config.per_org_concurrency).await? else { return Ok(false) };
+        if doc.attempts > MAX_ATTEMPTS {
+            let message = format!(
+                "indexing was interrupted {MAX_ATTEMPTS} times without finishing (the server stopped or a worker hung on this file); retry it once the cause is fixed"
+            );
+            tracing::warn!(document = %doc.id, name = %doc.name, attempts = doc.attempts, "document given up by the watchdog");
+            self.meta.fail(&doc.id, &message, now_ms()).await?;
+            self.changed(&doc.org_id);
+            return Ok(true);
+        }
+        self.set_progress(&doc, "extracting", 0, 0);
         // Embedding a long document on the CPU can outlast the lease: renew it while working,
         // so the watchdog does not hand the document to a second worker.
         let ingest = self.ingest(&doc);
@@ -300,7 +374,8 @@ impl Knowledge {
                 self.meta.fail(&doc.id, &message, now_ms()).await?;
             }
         }
-        self.cache.invalidate(&doc.org_id);
+        lock(&self.progress).remove(&doc.id);
+        self.changed(&doc.org_id);
         Ok(true)
     }
 
@@ -335,11 +410,12 @@ impl Knowledge {
         let embeddings = match &vectors {
             Some(v) => {
                 let texts: Vec<(String, String)> = ids.iter().map(|(_, c)| (c.content_hash.clone(), embedding_text(&c.header, &c.text))).collect();
-                Some(self.embed_chunks(v, &texts).await?)
+                Some(self.embed_chunks(v, &texts, &|done, total| self.set_progress(doc, "embedding", done, total)).await?)
             }
             None => None,
         };
         let model = vectors.as_ref().map(|v| v.embedder.model_id());
+        self.set_progress(doc, "indexing", ids.len(), ids.len());
         let _w = self.vector_write.lock().await;
         let keys = self
             .meta
@@ -390,7 +466,7 @@ impl Knowledge {
             return Ok(0);
         }
         let texts: Vec<(String, String)> = pending.iter().map(|c| (c.content_hash.clone(), embedding_text(&c.header, &c.text))).collect();
-        let vectors = match self.embed_chunks(&v, &texts).await {
+        let vectors = match self.embed_chunks(&v, &texts, &|_, _| {}).await {
             Ok(vs) => vs,
             Err(reason) => {
                 tracing::warn!(%reason, "embedding stored chunks failed; trying again later");
@@ -415,7 +491,7 @@ impl Knowledge {
         .await
         .map_err(|e| Error::Index(format!("the vector index crashed: {e}")))??;
         for org in &orgs {
-            self.cache.invalidate(org);
+            self.changed(org);
         }
         Ok(embedded)
     }
@@ -495,7 +571,7 @@ impl Knowledge {
             v.index.remove_document(&d.org_id, document_id);
         }
         if let Some(d) = &doc {
-            self.cache.invalidate(&d.org_id);
+            self.changed(&d.org_id);
         }
         if let Some(sha) = orphan {
             let _ = self.objects.remove(&sha).await;

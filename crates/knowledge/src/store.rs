@@ -266,7 +266,7 @@ impl MetaStore {
 
     /// Puts a document back in line (retry from the UI, re-index).
     pub async fn requeue(&self, id: &str, now: i64) -> Result<bool> {
-        let r = sqlx::query("UPDATE documents SET status = 'queued', error = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND status IN ('completed', 'failed')")
+        let r = sqlx::query("UPDATE documents SET status = 'queued', error = NULL, lease_until = NULL, attempts = 0, updated_at = ? WHERE id = ? AND status IN ('completed', 'failed')")
             .bind(now)
             .bind(id)
             .execute(&self.pool)

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tale_core::config::Config;
+use tale_core::feed::{Change, Topic};
 use tale_core::service::Services;
 use tale_core::store::Store;
 use tale_http::AppState;
@@ -65,6 +66,7 @@ pub async fn start(config: Config) -> Result<Server> {
     background.push(tokio::spawn(services.feed.clone().run_tailer(store.clone(), FEED_POLL, stopped.clone())));
     background.push(tokio::spawn(housekeeping(services.clone(), stopped.clone())));
     background.push(tokio::spawn(invalidate_on_change(services.clone(), stopped.clone())));
+    background.push(tokio::spawn(knowledge_changes(knowledge.clone(), services.clone(), stopped.clone())));
     let flusher = chat.spawn_flusher();
     let knowledge_stop = tokio_util::sync::CancellationToken::new();
     background.push(tokio::spawn(knowledge.clone().run_workers(KNOWLEDGE_WORKERS, knowledge_stop.clone())));
@@ -203,9 +205,43 @@ async fn invalidate_on_change(services: Arc<Services>, mut stopped: watch::Recei
     loop {
         tokio::select! {
             change = changes.recv() => match change {
+                // Indexing progress is not a commit that could change who someone is.
+                Ok(c) if c.topics == [Topic::Knowledge] => {}
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => services.invalidate_caches(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// How often an organisation's knowledge page hears of indexing progress at most: a folder of
+/// hundreds of documents would otherwise send one update per document per step.
+const KNOWLEDGE_PUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Forwards the knowledge store's changes to the live feed, at most one per organisation per
+/// [`KNOWLEDGE_PUSH_EVERY`] (the last one always goes out).
+async fn knowledge_changes(knowledge: Arc<tale_knowledge::ingest::Knowledge>, services: Arc<Services>, mut stopped: watch::Receiver<bool>) {
+    let mut changes = knowledge.subscribe_changes();
+    let (mut pending, mut seen) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    let mut tick = tokio::time::interval(KNOWLEDGE_PUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Ok(org) => {
+                    seen.insert(org.clone());
+                    pending.insert(org);
+                }
+                // Too many to tell apart: every organisation heard of so far reloads.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => pending.extend(seen.iter().cloned()),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick(), if !pending.is_empty() => {
+                for org_id in std::mem::take(&mut pending) {
+                    services.feed.publish(Change { org_id, topics: vec![Topic::Knowledge], gid: 0, action: "knowledge_changed".into() });
+                }
+            }
             _ = stopped.changed() => return,
         }
     }

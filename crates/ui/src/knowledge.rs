@@ -29,6 +29,7 @@ pub fn knowledge(shell: &Shell, rows: &[DocumentRow], can_write: bool) -> Markup
             button type="submit" { "Search" }
             (form_error())
         }
+        p #k-mode.muted role="status" {}
         ol #k-results aria-live="polite" {}
         @if can_write {
             section aria-labelledby="upload-heading" {
@@ -36,7 +37,8 @@ pub fn knowledge(shell: &Shell, rows: &[DocumentRow], can_write: bool) -> Markup
                 div #k-drop.dropzone data-upload=(format!("/api/orgs/{org}/knowledge/documents")) {
                     p { "Drop files here, or " label.button.secondary for="k-files" { "choose files" } }
                     input #k-files.visually-hidden type="file" multiple;
-                    div.field { label for="k-folder" { "Into folder" } input #k-folder value="/" maxlength="500"; }
+                    div.field { label for="k-folder" { "Into folder" } input #k-folder value="/" maxlength="500" list="k-folder-list"; }
+                    datalist #k-folder-list {}
                     p.muted { "PDF, DOCX, PPTX, XLSX, CSV, HTML, Markdown, text, JSON, YAML and source code." }
                 }
                 ul #k-uploads aria-live="polite" {}
@@ -44,6 +46,7 @@ pub fn knowledge(shell: &Shell, rows: &[DocumentRow], can_write: bool) -> Markup
         }
         section aria-labelledby="docs-heading" {
             h2 #docs-heading { "Documents" }
+            div.field.inline { label for="k-folder-filter" { "Folder" } select #k-folder-filter { option value="" { "All folders" } } }
             p #k-counts.muted role="status" {}
             table #k-documents data-org=(org) data-can-write[can_write] {
                 thead { tr { th scope="col" { "Document" } th scope="col" { "Folder" } th scope="col" { "Status" } th scope="col" { "Passages" } th scope="col" { "Updated" } th scope="col" { span.visually-hidden { "Actions" } } } }

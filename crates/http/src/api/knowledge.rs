@@ -65,9 +65,32 @@ pub async fn list(State(state): State<AppState>, g: Granted, Query(q): Query<Lis
     g.grant.require(Permission::KnowledgeRead)?;
     let folder = tale_knowledge::ingest::clean_folder(q.folder.as_deref().unwrap_or("/"));
     let docs = state.knowledge.meta.documents(&g.grant.org_id, &folder, q.limit.unwrap_or(1000).clamp(1, 10_000)).await.map_err(knowledge_error)?;
+    let progress = state.knowledge.progress();
+    let progress: serde_json::Map<String, Value> = docs.iter().filter_map(|d| progress.get(&d.id).map(|p| (d.id.clone(), json!(p)))).collect();
+    let mut out = status(&state, &g.grant.org_id).await?;
+    out["folder"] = json!(folder);
+    out["documents"] = json!(docs);
+    out["progress"] = Value::Object(progress);
+    Ok(Json(out).into_response())
+}
+
+/// The organisation's documents by status, and how search runs (hybrid, or BM25-only and why,
+/// with the background embedding's progress): what the knowledge page's live updates carry.
+pub async fn status(state: &AppState, org_id: &str) -> Result<Value, Error> {
+    let internal = |e: tale_knowledge::Error| Error::Internal(e.to_string());
     let counts: serde_json::Map<String, Value> =
-        state.knowledge.meta.status_counts(&g.grant.org_id).await.map_err(knowledge_error)?.into_iter().map(|(s, n)| (s, json!(n))).collect();
-    Ok(Json(json!({"folder": folder, "documents": docs, "counts": counts})).into_response())
+        state.knowledge.meta.status_counts(org_id).await.map_err(internal)?.into_iter().map(|(s, n)| (s, json!(n))).collect();
+    Ok(json!({"counts": counts, "search": search_status(state).await?}))
+}
+
+async fn search_status(state: &AppState) -> Result<Value, Error> {
+    let vectors = state.knowledge.vector_status();
+    let embedded = state.knowledge.embedding_progress().await.map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(json!({
+        "mode": if vectors.is_ready() { "hybrid" } else { "bm25" },
+        "note": vectors.to_string(),
+        "embedded": embedded.map(|(done, total)| json!({"done": done, "total": total})),
+    }))
 }
 
 async fn own_document(state: &AppState, g: &Granted, id: &str) -> Result<tale_knowledge::store::Document, ApiError> {
@@ -89,7 +112,7 @@ pub async fn delete(State(state): State<AppState>, g: Granted, Path((_, id)): Pa
 pub async fn retry(State(state): State<AppState>, g: Granted, Path((_, id)): Path<(String, String)>) -> ApiResult {
     g.grant.require(Permission::KnowledgeWrite)?;
     let doc = own_document(&state, &g, &id).await?;
-    if !state.knowledge.meta.requeue(&id, tale_core::id::now_ms()).await.map_err(knowledge_error)? {
+    if !state.knowledge.requeue(&id).await.map_err(knowledge_error)? {
         return Err(Error::Conflict("the document is already queued or being indexed".into()).into());
     }
     audit(&state, &g, "document_reindexed", &doc.id, &doc.name, None).await?;
@@ -117,7 +140,9 @@ async fn run_search(state: &AppState, g: &Granted, r: SearchRequest) -> ApiResul
     }
     let scope = Scope { folders: r.folder.map(|f| vec![tale_knowledge::ingest::clean_folder(&f)]), documents: None };
     let passages = state.knowledge.search(&g.grant.org_id, &scope, &query, r.limit.unwrap_or(10).clamp(1, 50)).await.map_err(knowledge_error)?;
-    Ok(Json(json!({"query": query, "mode": "bm25", "passages": passages})).into_response())
+    let vectors = state.knowledge.vector_status();
+    let mode = if vectors.is_ready() { "hybrid" } else { "bm25" };
+    Ok(Json(json!({"query": query, "mode": mode, "note": vectors.to_string(), "passages": passages})).into_response())
 }
 
 /// `GET /api/knowledge/search?q=…&limit=…&folder=…`

@@ -72,13 +72,43 @@ async fn a_job_whose_worker_died_is_picked_up_again_without_duplicates() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(k.process_one().await.unwrap(), "the watchdog hands it on once the lease ran out");
     assert!(k.process_one().await.is_ok());
-    // Indexing twice (a retry) replaces, never doubles.
-    assert!(k.meta.requeue(&d.id, now).await.unwrap());
+    // Indexing twice (a retry) replaces, never doubles; a retry starts counting attempts anew.
+    let mut changes = k.subscribe_changes();
+    assert!(k.requeue(&d.id).await.unwrap());
+    assert_eq!(changes.try_recv().unwrap(), "org1", "live pages hear of the retry");
+    assert!(!k.requeue(&d.id).await.unwrap(), "already queued");
     drain(&k).await;
     let doc = k.meta.document(&d.id).await.unwrap().unwrap();
-    assert_eq!((doc.status.as_str(), doc.attempts), ("completed", 3));
+    assert_eq!((doc.status.as_str(), doc.attempts), ("completed", 1));
+    assert!(k.progress().is_empty(), "nothing is in progress once indexed");
     assert_eq!(k.search("org1", &Scope::default(), "lighthouses", 10).await.unwrap().len(), 1);
     assert_eq!(k.bm25.chunk_count(), 1);
+}
+
+#[tokio::test]
+async fn the_watchdog_gives_up_on_a_document_whose_workers_keep_dying() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = KnowledgeConfig::new(dir.path().join("knowledge"));
+    config.lease = Duration::from_millis(50);
+    let objects = tale_objects::ObjectStore::open(dir.path().join("objects")).unwrap();
+    let k = Knowledge::open(config, objects, true).await.unwrap();
+    let d = k.add("org1", "/", "poison.txt", "text/plain", body("A file that takes its worker down every time."), "u1").await.unwrap();
+    let mut changes = k.subscribe_changes();
+    // Every claim ends without an outcome: the server was killed while indexing it.
+    for _ in 0..tale_knowledge::ingest::MAX_ATTEMPTS {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert_eq!(k.meta.claim(now, now + 50, 2).await.unwrap().unwrap().id, d.id);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    assert!(k.process_one().await.unwrap());
+    let doc = k.meta.document(&d.id).await.unwrap().unwrap();
+    assert_eq!(doc.status, "failed", "not claimed a fourth time");
+    assert!(doc.error.as_deref().unwrap().contains("interrupted 3 times"), "{:?}", doc.error);
+    assert_eq!(changes.try_recv().unwrap(), "org1");
+    // A retry from the UI gets a fresh set of attempts and, the cause gone, indexes it.
+    assert!(k.requeue(&d.id).await.unwrap());
+    drain(&k).await;
+    assert_eq!(k.meta.document(&d.id).await.unwrap().unwrap().status, "completed");
 }
 
 #[tokio::test]

@@ -191,3 +191,45 @@ async fn a_provider_embedding_model_embeds_documents() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_knowledge_page_hears_of_each_document_as_it_is_indexed() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ts = TestServer::boot().await;
+    ts.owner().await;
+    let editor = ts.member("e@example.com", Role::Editor).await;
+    let member = ts.member("m@example.com", Role::Member).await;
+    let mut ws = crate::chatkit::connect(&ts, &member).await;
+    ws.send(Message::Text(json!({"type": "subscribe", "org": "default", "topic": "knowledge"}).to_string().into())).await.unwrap();
+    let snap = crate::chatkit::next(&mut ws).await;
+    assert_eq!((snap["type"].as_str(), snap["topic"].as_str()), (Some("snapshot"), Some("knowledge")), "{snap}");
+    assert_eq!(snap["data"]["search"]["mode"], "bm25");
+    assert!(snap["data"]["search"]["note"].as_str().unwrap().starts_with("search runs BM25-only: "), "{snap}");
+
+    for i in 0..3 {
+        let text = format!("# Harbour {i}\n\nThe harbour master logs every ship that enters at dawn.");
+        let (s, body) = upload(&ts, &editor, &format!("harbour-{i}.md"), "/ports", "text/markdown", text.into_bytes()).await;
+        assert_eq!(s, 201, "{body}");
+    }
+    // Changes arrive without asking, each carrying the counts, until all three are indexed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut changes = 0;
+    loop {
+        let msg = tokio::time::timeout(deadline - Instant::now(), ws.next()).await.expect("all indexed within 20 s").unwrap().unwrap();
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        assert_eq!((v["type"].as_str(), v["topic"].as_str()), (Some("change"), Some("knowledge")), "{v}");
+        changes += 1;
+        if v["data"]["counts"]["completed"] == 3 {
+            break;
+        }
+    }
+    assert!(changes >= 1);
+    let (_, list) = member.json(Method::GET, "/api/orgs/default/knowledge/documents", None).await;
+    assert_eq!(list["progress"], json!({}), "nothing left in progress: {list}");
+    assert_eq!(list["search"]["mode"], "bm25");
+    let (_, found) = member.json(Method::GET, "/api/knowledge/search?q=harbour%20master&folder=/ports", None).await;
+    assert_eq!((found["mode"].as_str(), found["passages"].as_array().unwrap().len()), (Some("bm25"), 3), "{found}");
+    assert!(found["note"].as_str().unwrap().contains("BM25-only"));
+}

@@ -1,6 +1,7 @@
 // The knowledge page: uploads with progress (drag and drop or the file picker), a document list
-// kept current while documents are indexed, and search with the query's words marked in the
-// passages. Passages are inserted as text nodes: document content never becomes markup.
+// kept current live (the server pushes each change of state and indexing progress over the
+// WebSocket), folders to filter by and upload into, and search with the query's words marked in
+// the passages. Passages are inserted as text nodes: document content never becomes markup.
 (function () {
   "use strict";
   var table = document.getElementById("k-documents");
@@ -21,6 +22,15 @@
     } catch (e) { return { ok: false, message: "The server cannot be reached." }; }
   }
 
+  var state = { folder: "", progress: {} };
+
+  // What a document being indexed is doing, in words.
+  function progressText(p) {
+    if (!p) { return ""; }
+    if (p.stage === "embedding") { return "embedding " + p.done + " of " + p.total + " passages"; }
+    return p.stage;
+  }
+
   function row(d) {
     var tr = el("tr");
     tr.dataset.id = d.id;
@@ -29,6 +39,8 @@
     if (d.title && d.title !== d.name) { name.append(el("br"), el("span", "muted", d.name)); }
     var folder = el("td"); folder.append(el("code", null, d.folder));
     var status = el("td"); status.append(el("span", "status", d.status));
+    var doing = d.status === "running" ? progressText(state.progress[d.id]) : "";
+    if (doing) { status.append(" ", el("span", "muted progress", doing)); }
     if (d.error) { status.append(el("div", "msg-error", d.error)); }
     var actions = el("td", "actions");
     if (canWrite) {
@@ -41,27 +53,89 @@
     return tr;
   }
 
+  // Folders seen in the list, for the filter and as upload targets.
+  function showFolders(docs) {
+    var pick = document.getElementById("k-folder-filter");
+    var known = document.getElementById("k-folder-list");
+    var folders = [];
+    docs.forEach(function (d) { if (folders.indexOf(d.folder) < 0) { folders.push(d.folder); } });
+    folders.sort();
+    if (pick) {
+      pick.textContent = "";
+      var all = el("option", null, "All folders"); all.value = ""; pick.append(all);
+      folders.forEach(function (f) { var o = el("option", null, f); o.value = f; pick.append(o); });
+      if (state.folder && folders.indexOf(state.folder) < 0) { state.folder = ""; }
+      pick.value = state.folder;
+    }
+    if (known) {
+      known.textContent = "";
+      folders.forEach(function (f) { var o = el("option"); o.value = f; known.append(o); });
+    }
+  }
+
+  function showSearchMode(search) {
+    var note = document.getElementById("k-mode");
+    if (!note || !search) { return; }
+    var text = search.note;
+    if (search.mode === "hybrid" && search.embedded && search.embedded.done < search.embedded.total) {
+      text += " (embedding existing passages: " + search.embedded.done + " of " + search.embedded.total + ")";
+    }
+    note.textContent = text;
+    note.dataset.mode = search.mode;
+  }
+
   var timer = null;
+  var pushed = false;
   async function refresh() {
     var r = await getJson(base);
     if (!r.ok) { return; }
+    state.progress = r.data.progress || {};
+    showFolders(r.data.documents);
     var body = table.querySelector("tbody");
     body.textContent = "";
-    r.data.documents.forEach(function (d) { body.append(row(d)); });
+    var shown = r.data.documents.filter(function (d) { return !state.folder || d.folder === state.folder || d.folder.indexOf(state.folder + "/") === 0; });
+    shown.forEach(function (d) { body.append(row(d)); });
+    if (!shown.length) { var tr = el("tr"); var td = el("td", null); td.colSpan = 6; td.append(el("span", "muted", "No documents yet.")); tr.append(td); body.append(tr); }
     var c = r.data.counts;
     document.getElementById("k-counts").textContent =
       (c.completed || 0) + " indexed, " + (c.running || 0) + " indexing, " + (c.queued || 0) + " queued, " + (c.failed || 0) + " failed";
+    showSearchMode(r.data.search);
     var busy = (c.running || 0) + (c.queued || 0) > 0;
     clearTimeout(timer);
-    // While documents are being indexed, their status is re-read every second.
-    if (busy) { timer = setTimeout(refresh, 1000); }
+    // Without the live connection, status is re-read every second while documents are indexed.
+    if (busy && !pushed) { timer = setTimeout(refresh, 1000); }
+  }
+
+  // Live updates: every change of a document's state or progress in this organisation arrives
+  // as a `change` on the `knowledge` topic; reloads are coalesced to one in flight.
+  var loading = null, again = false;
+  function reload() {
+    if (loading) { again = true; return; }
+    loading = refresh().finally(function () { loading = null; if (again) { again = false; reload(); } });
+  }
+  function connect() {
+    if (!window.WebSocket) { return; }
+    var delay = 500;
+    function open() {
+      var proto = window.location.protocol === "https:" ? "wss://" : "ws://";
+      var ws = new WebSocket(proto + window.location.host + "/api/ws");
+      ws.onopen = function () { delay = 500; ws.send(JSON.stringify({ type: "subscribe", org: org, topic: "knowledge" })); };
+      ws.onmessage = function (ev) {
+        var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        if (msg.topic !== "knowledge") { return; }
+        if (msg.type === "snapshot") { pushed = true; clearTimeout(timer); showSearchMode(msg.data.search); return; }
+        if (msg.type === "change") { reload(); }
+      };
+      ws.onclose = function () { pushed = false; setTimeout(open, delay); delay = Math.min(delay * 2, 10000); reload(); };
+    }
+    open();
   }
 
   function upload(file) {
     var list = document.getElementById("k-uploads");
     var item = el("li", null, file.name + " — 0%");
     list.append(item);
-    var folder = document.getElementById("k-folder").value || "/";
+    var folder = document.getElementById("k-folder").value || state.folder || "/";
     var xhr = new XMLHttpRequest();
     xhr.open("POST", base + "?name=" + encodeURIComponent(file.name) + "&folder=" + encodeURIComponent(folder));
     xhr.setRequestHeader("X-CSRF-Token", csrf());
@@ -105,7 +179,8 @@
     e.preventDefault();
     var q = document.getElementById("k-query").value;
     var box = search.querySelector(".form-error");
-    var r = await getJson("/api/knowledge/search?q=" + encodeURIComponent(q) + "&limit=10", { headers: { "Accept": "application/json", "X-Organization-Slug": org } });
+    var scoped = state.folder ? "&folder=" + encodeURIComponent(state.folder) : "";
+    var r = await getJson("/api/knowledge/search?q=" + encodeURIComponent(q) + "&limit=10" + scoped, { headers: { "Accept": "application/json", "X-Organization-Slug": org } });
     var results = document.getElementById("k-results");
     results.textContent = "";
     if (!r.ok) { box.textContent = r.message; box.hidden = false; return; }
@@ -122,6 +197,17 @@
     });
   });
 
+  var filter = document.getElementById("k-folder-filter");
+  if (filter) {
+    filter.addEventListener("change", function () {
+      state.folder = filter.value;
+      var into = document.getElementById("k-folder");
+      if (into && state.folder) { into.value = state.folder; }
+      reload();
+    });
+  }
+
   if (table.querySelector('tr[data-status="queued"], tr[data-status="running"]')) { timer = setTimeout(refresh, 1000); }
+  connect();
   refresh();
 })();
