@@ -7,27 +7,50 @@ pub struct SseParser {
 }
 
 impl SseParser {
-    /// Feeds bytes; returns the data payloads of every event completed by them.
+    /// Feeds bytes; returns the data payloads of every event completed by them. Runs once per
+    /// network chunk of every streamed answer, so complete events are read in place and the
+    /// buffer is compacted once per call.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
-        loop {
-            let text = &self.buffer;
-            let end = find(text, b"\n\n").map(|i| (i, 2)).into_iter().chain(find(text, b"\r\n\r\n").map(|i| (i, 4))).min_by_key(|(i, _)| *i);
-            let Some((at, sep)) = end else { break };
-            let block = String::from_utf8_lossy(&self.buffer[..at]).into_owned();
-            self.buffer.drain(..at + sep);
-            let data: Vec<&str> = block
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            if !data.is_empty() {
-                events.push(data.join("\n"));
+        let mut start = 0;
+        while let Some((at, sep)) = boundary(&self.buffer[start..]) {
+            if let Some(data) = data_of(&self.buffer[start..start + at]) {
+                events.push(data);
             }
+            start += at + sep;
         }
+        self.buffer.drain(..start);
         events
     }
+}
+
+/// Where the first event ends (a blank line, `\n\n` or `\r\n\r\n`) and the separator's length.
+fn boundary(hay: &[u8]) -> Option<(usize, usize)> {
+    let lf = find(hay, b"\n\n").map(|i| (i, 2));
+    let crlf = find(hay, b"\r\n\r\n").map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The event's `data:` lines joined by newlines; `None` for events without data (comments).
+fn data_of(block: &[u8]) -> Option<String> {
+    let mut data: Option<Vec<u8>> = None;
+    for line in block.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(value) = line.strip_prefix(b"data:") else { continue };
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        match &mut data {
+            Some(d) => {
+                d.push(b'\n');
+                d.extend_from_slice(value);
+            }
+            None => data = Some(value.to_vec()),
+        }
+    }
+    data.map(|d| String::from_utf8(d).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
