@@ -13,6 +13,8 @@ mod audit;
 mod browser;
 /// The chat in real Chromium: streaming, a second tab, stop.
 mod browser_chat;
+/// The knowledge page and citations in real Chromium: uploads, live status, filter, search, delete.
+mod browser_knowledge;
 /// Providers and agents from the config directory.
 mod catalog;
 /// Chat: streaming, stop, versions, reconnecting, tools, forms, attachments, failures, editing.

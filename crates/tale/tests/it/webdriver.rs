@@ -287,6 +287,15 @@ impl Browser {
             .unwrap_or_default())
     }
 
+    /// The message of the open alert/confirm/prompt; `None` when none is open.
+    pub async fn alert_text(&self) -> Result<Option<String>, String> {
+        match self.get("/alert/text").await {
+            Ok(v) => Ok(Some(as_string(&v))),
+            Err(e) if e.starts_with("no such alert") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Accepts an open alert/confirm/prompt; `Ok(false)` when none is open.
     pub async fn accept_alert(&self) -> Result<bool, String> {
         self.answer_alert("/alert/accept").await

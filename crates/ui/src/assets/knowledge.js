@@ -54,12 +54,18 @@
   }
 
   // Folders seen in the list, for the filter and as upload targets.
+  var shownFolders = null;
   function showFolders(docs) {
     var pick = document.getElementById("k-folder-filter");
     var known = document.getElementById("k-folder-list");
     var folders = [];
     docs.forEach(function (d) { if (folders.indexOf(d.folder) < 0) { folders.push(d.folder); } });
     folders.sort();
+    // Rebuilt only when the folders change: a push arrives up to 4 times a second while documents
+    // are indexed, and replacing the options each time disturbs someone in the middle of choosing one.
+    var key = folders.join("\n");
+    if (key === shownFolders) { return; }
+    shownFolders = key;
     if (pick) {
       pick.textContent = "";
       var all = el("option", null, "All folders"); all.value = ""; pick.append(all);
@@ -103,11 +109,12 @@
     var busy = (c.running || 0) + (c.queued || 0) > 0;
     clearTimeout(timer);
     // Without the live connection, status is re-read every second while documents are indexed.
-    if (busy && !pushed) { timer = setTimeout(refresh, 1000); }
+    if (busy && !pushed) { timer = setTimeout(reload, 1000); }
   }
 
   // Live updates: every change of a document's state or progress in this organisation arrives
-  // as a `change` on the `knowledge` topic; reloads are coalesced to one in flight.
+  // as a `change` on the `knowledge` topic; reloads are coalesced to one in flight, so an older
+  // list can never be drawn over a newer one (every caller goes through here).
   var loading = null, again = false;
   function reload() {
     if (loading) { again = true; return; }
@@ -123,7 +130,8 @@
       ws.onmessage = function (ev) {
         var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
         if (msg.topic !== "knowledge") { return; }
-        if (msg.type === "snapshot") { pushed = true; clearTimeout(timer); showSearchMode(msg.data.search); return; }
+        // A (re)subscription: read the list again, as changes made before it were not pushed.
+        if (msg.type === "snapshot") { pushed = true; clearTimeout(timer); showSearchMode(msg.data.search); reload(); return; }
         if (msg.type === "change") { reload(); }
       };
       ws.onclose = function () { pushed = false; setTimeout(open, delay); delay = Math.min(delay * 2, 10000); reload(); };
@@ -143,7 +151,7 @@
     xhr.upload.onprogress = function (e) { if (e.lengthComputable) { item.textContent = file.name + " — " + Math.round(100 * e.loaded / e.total) + "%"; } };
     xhr.onload = function () {
       var data = null; try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
-      if (xhr.status === 201) { item.textContent = file.name + " — uploaded, queued"; refresh(); }
+      if (xhr.status === 201) { item.textContent = file.name + " — uploaded, queued"; reload(); }
       else { item.className = "msg-error"; item.textContent = file.name + " — " + (data && data.error ? data.error.message : "upload failed (HTTP " + xhr.status + ")"); }
     };
     xhr.onerror = function () { item.className = "msg-error"; item.textContent = file.name + " — the server cannot be reached"; };
@@ -207,7 +215,7 @@
     });
   }
 
-  if (table.querySelector('tr[data-status="queued"], tr[data-status="running"]')) { timer = setTimeout(refresh, 1000); }
+  if (table.querySelector('tr[data-status="queued"], tr[data-status="running"]')) { timer = setTimeout(reload, 1000); }
   connect();
-  refresh();
+  reload();
 })();
