@@ -233,3 +233,85 @@ async fn the_knowledge_page_hears_of_each_document_as_it_is_indexed() {
     assert_eq!((found["mode"].as_str(), found["passages"].as_array().unwrap().len()), (Some("bm25"), 3), "{found}");
     assert!(found["note"].as_str().unwrap().contains("BM25-only"));
 }
+
+/// Sends an upload over a raw connection: `declared` as Content-Length, or chunked when `None`,
+/// writing `size` bytes while reading the response, as a browser does (a server may answer
+/// early and stop reading). Returns the status line and body.
+async fn raw_upload(ts: &TestServer, user: &User, name: &str, size: u64, declared: Option<u64>) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = ts.base.trim_start_matches("http://").to_owned();
+    let s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let length = match declared {
+        Some(n) => format!("content-length: {n}\r\n"),
+        None => "transfer-encoding: chunked\r\n".to_owned(),
+    };
+    let head = format!(
+        "POST /api/orgs/default/knowledge/documents?name={name}&folder=/ HTTP/1.1\r\nhost: {addr}\r\ncookie: {}\r\nx-csrf-token: {}\r\ncontent-type: application/octet-stream\r\nconnection: close\r\n{length}\r\n",
+        user.cookie,
+        user.csrf.as_deref().unwrap_or("")
+    );
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let block = vec![0u8; 1024 * 1024];
+        let mut sent = 0u64;
+        while sent < size {
+            let n = (size - sent).min(block.len() as u64) as usize;
+            if declared.is_none() {
+                wr.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+            }
+            wr.write_all(&block[..n]).await?;
+            if declared.is_none() {
+                wr.write_all(b"\r\n").await?;
+            }
+            sent += n as u64;
+        }
+        if declared.is_none() {
+            wr.write_all(b"0\r\n\r\n").await?;
+        }
+        wr.flush().await?;
+        // Dropping the write half would half-close the connection, which the server takes as
+        // the client leaving: keep it open until the answer has been read.
+        std::future::pending::<std::io::Result<()>>().await
+    });
+    let mut response = Vec::new();
+    // A reset after the answer was sent is not an error here: what arrived is what counts.
+    let _ = tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut response)).await.expect("a response within 60 s");
+    writer.abort();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_one_byte_over_the_default_100_mb_is_refused_and_leaves_nothing() {
+    let ts = TestServer::boot().await;
+    ts.owner().await;
+    let editor = ts.member("e@example.com", Role::Editor).await;
+    let limit: u64 = 100 * 1024 * 1024;
+    // Declared too large: refused before a byte of the body is read.
+    let (status, body) = raw_upload(&ts, &editor, "huge.bin", limit + 1, Some(limit + 1)).await;
+    assert!(status.contains(" 413 "), "{status}");
+    assert!(body.contains("payload_too_large"), "{body}");
+    // Not declared (chunked): counted while streaming, refused at byte 100 MB + 1.
+    let (status, body) = raw_upload(&ts, &editor, "huge.bin", limit + 1, None).await;
+    assert!(status.contains(" 413 ") && body.contains("upload limit"), "{status} {body}");
+    // Nothing half-written: no document, no object, no temporary file.
+    let (_, list) = editor.json(Method::GET, "/api/orgs/default/knowledge/documents", None).await;
+    assert_eq!(list["documents"], json!([]));
+    let objects = ts.data_dir().join("objects");
+    let leftovers: Vec<_> = walk(&objects);
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    // Exactly at the limit is accepted (and, being binary, fails to index with its reason).
+    let (status, body) = raw_upload(&ts, &editor, "huge.bin", limit, None).await;
+    assert!(status.contains(" 201 "), "{status} {body}");
+    let list = settled(&editor).await;
+    assert_eq!(list["documents"][0]["status"], "failed", "{list}");
+    assert!(list["documents"][0]["error"].as_str().unwrap().contains("not a supported file type"), "{list}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
