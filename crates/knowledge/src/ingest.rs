@@ -78,9 +78,9 @@ const SAVE_EVERY: Duration = Duration::from_secs(30);
 const REEMBED_BACKOFF: Duration = Duration::from_secs(30);
 
 /// An embedding model and the index of its vectors.
-pub(crate) struct Vectors {
-    pub(crate) embedder: Arc<dyn Embedder>,
-    pub(crate) index: Arc<VectorIndex>,
+pub struct Vectors {
+    pub embedder: Arc<dyn Embedder>,
+    pub index: Arc<VectorIndex>,
 }
 
 pub struct Knowledge {
@@ -102,11 +102,13 @@ pub struct Knowledge {
     reembed_cursor: AtomicU64,
     reembed_busy: tokio::sync::Mutex<Option<Instant>>,
     last_save: Mutex<Instant>,
-    pub(crate) cache: SearchCache,
+    pub cache: SearchCache,
     /// What each document being indexed is doing, for the knowledge page.
     progress: Mutex<HashMap<String, Progress>>,
     /// Organisations whose documents changed (state or progress), for live pages.
     changes: tokio::sync::broadcast::Sender<String>,
+    /// Indexed documents waiting for the next commit.
+    staged: tokio::sync::Mutex<StagedBatch>,
 }
 
 /// Where a document being indexed is: `extracting`, `embedding` (`done` of `total` chunks) or
@@ -125,6 +127,27 @@ pub const MAX_ATTEMPTS: i64 = 3;
 
 /// Chunks embedded between two progress reports.
 const PROGRESS_EVERY: usize = 32;
+
+/// Indexed documents are made searchable and marked completed together (one BM25 commit, one
+/// transaction): a tantivy commit per document (a new segment, an fsync) held ingestion at
+/// ~40 pages/s. A batch is committed when it reaches this many documents, when its oldest has
+/// waited [`COMMIT_WITHIN`], or when the queue is empty.
+const COMMIT_EVERY_DOCS: usize = 500;
+const COMMIT_WITHIN: Duration = Duration::from_millis(500);
+
+/// A document indexed but not yet committed.
+struct Staged {
+    id: String,
+    org_id: String,
+    title: Option<String>,
+    chunks: usize,
+}
+
+#[derive(Default)]
+struct StagedBatch {
+    documents: Vec<Staged>,
+    since: Option<Instant>,
+}
 
 /// What a failure says to the user.
 fn reason(e: &tale_extract::ExtractError) -> String {
@@ -154,6 +177,7 @@ impl Knowledge {
             cache: SearchCache::default(),
             progress: Mutex::new(HashMap::new()),
             changes: tokio::sync::broadcast::channel(256).0,
+            staged: tokio::sync::Mutex::new(StagedBatch::default()),
         }))
     }
 
@@ -220,7 +244,7 @@ impl Knowledge {
         }
     }
 
-    pub(crate) fn vectors(&self) -> Option<Arc<Vectors>> {
+    pub fn vectors(&self) -> Option<Arc<Vectors>> {
         lock(&self.vectors).clone()
     }
 
@@ -340,7 +364,10 @@ impl Knowledge {
     pub async fn process_one(&self) -> Result<bool> {
         let now = now_ms();
         let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
-        let Some(doc) = self.meta.claim(now, now + lease, self.config.per_org_concurrency).await? else { return Ok(false) };
+        let Some(doc) = self.meta.claim(now, now + lease, self.config.per_org_concurrency).await? else {
+            // Nothing to start: finish what is staged (true if that was anything).
+            return self.commit_staged().await;
+        };
         if doc.attempts > MAX_ATTEMPTS {
             let message = format!(
                 "indexing was interrupted {MAX_ATTEMPTS} times without finishing (the server stopped or a worker hung on this file); retry it once the cause is fixed"
@@ -364,18 +391,67 @@ impl Knowledge {
                     if let Err(e) = self.meta.renew(&doc.id, now_ms() + lease).await {
                         tracing::warn!(document = %doc.id, error = %e, "could not renew the lease");
                     }
+                    // Documents staged before this long one must not outwait their leases.
+                    if let Err(e) = self.commit_if_due().await {
+                        tracing::warn!(error = %e, "could not commit indexed documents; retrying");
+                    }
                 }
             }
         };
         match outcome {
-            Ok((title, n)) => self.meta.finish(&doc.id, title.as_deref(), n, now_ms()).await?,
+            Ok((title, chunks)) => {
+                self.meta.stage(&doc.id, now_ms() + lease).await?;
+                let mut staged = self.staged.lock().await;
+                staged.since.get_or_insert_with(Instant::now);
+                staged.documents.push(Staged { id: doc.id.clone(), org_id: doc.org_id.clone(), title, chunks });
+                drop(staged);
+                self.commit_if_due().await?;
+            }
             Err(message) => {
                 tracing::info!(document = %doc.id, name = %doc.name, reason = %message, "document failed to index");
                 self.meta.fail(&doc.id, &message, now_ms()).await?;
+                lock(&self.progress).remove(&doc.id);
+                self.changed(&doc.org_id);
             }
         }
-        lock(&self.progress).remove(&doc.id);
-        self.changed(&doc.org_id);
+        Ok(true)
+    }
+
+    async fn commit_if_due(&self) -> Result<()> {
+        let due = {
+            let staged = self.staged.lock().await;
+            staged.documents.len() >= COMMIT_EVERY_DOCS || staged.since.is_some_and(|t| t.elapsed() >= COMMIT_WITHIN)
+        };
+        if due {
+            self.commit_staged().await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the staged documents searchable (one BM25 commit) and marks them completed (one
+    /// transaction). On failure they stay `running` and are picked up again when their lease
+    /// runs out; indexing a document again replaces its chunks, so nothing doubles.
+    pub async fn commit_staged(&self) -> Result<bool> {
+        let mut staged = self.staged.lock().await;
+        if staged.documents.is_empty() {
+            return Ok(false);
+        }
+        let batch = std::mem::take(&mut *staged);
+        self.bm25.commit()?;
+        let done: Vec<(&str, Option<&str>, usize)> = batch.documents.iter().map(|d| (d.id.as_str(), d.title.as_deref(), d.chunks)).collect();
+        self.meta.finish_many(&done, now_ms()).await?;
+        drop(staged);
+        let mut orgs = HashSet::new();
+        {
+            let mut progress = lock(&self.progress);
+            for d in &batch.documents {
+                progress.remove(&d.id);
+                orgs.insert(d.org_id.as_str());
+            }
+        }
+        for org in orgs {
+            self.changed(org);
+        }
         Ok(true)
     }
 
@@ -426,8 +502,8 @@ impl Knowledge {
             .iter()
             .map(|(id, c)| IndexedChunk { chunk_id: id, document_id: &doc.id, org_id: &doc.org_id, folder: &doc.folder, header: &c.header, text: &c.text, page: c.page, section: &c.section })
             .collect();
+        // Committed with the batch it joins (`commit_staged`).
         self.bm25.put_document(&doc.id, &indexed).map_err(|e| e.to_string())?;
-        self.bm25.commit().map_err(|e| e.to_string())?;
         if let (Some(v), Some(embeddings)) = (vectors, embeddings) {
             let (index, org, id, folder) = (v.index.clone(), doc.org_id.clone(), doc.id.clone(), doc.folder.clone());
             tokio::task::spawn_blocking(move || {

@@ -179,11 +179,11 @@ impl MetaStore {
     /// has fewer than `per_org` running, leasing it until `lease_until`.
     pub async fn claim(&self, now: i64, lease_until: i64, per_org: u32) -> Result<Option<Document>> {
         let row = sqlx::query(&format!(
-            "UPDATE documents SET status = 'running', lease_until = ?, attempts = attempts + 1, updated_at = ?
+            "UPDATE documents SET status = 'running', staged = 0, lease_until = ?, attempts = attempts + 1, updated_at = ?
              WHERE id = (
                 SELECT d.id FROM documents d
                 WHERE (d.status = 'queued' OR (d.status = 'running' AND d.lease_until < ?))
-                  AND (SELECT COUNT(*) FROM documents r WHERE r.org_id = d.org_id AND r.status = 'running' AND r.lease_until >= ?) < ?
+                  AND (SELECT COUNT(*) FROM documents r WHERE r.org_id = d.org_id AND r.status = 'running' AND r.staged = 0 AND r.lease_until >= ?) < ?
                 ORDER BY d.created_at, d.id LIMIT 1)
              RETURNING {DOC_COLUMNS}"
         ))
@@ -241,16 +241,25 @@ impl MetaStore {
     }
 
     pub async fn finish(&self, id: &str, title: Option<&str>, chunk_count: usize, now: i64) -> Result<()> {
-        sqlx::query("UPDATE documents SET status = 'completed', error = NULL, title = COALESCE(?, title), chunk_count = ?, lease_until = NULL, indexed_at = ?, updated_at = ? WHERE id = ?")
-            .bind(title)
-            .bind(i64::try_from(chunk_count).unwrap_or(i64::MAX))
-            .bind(now)
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+        self.finish_many(&[(id, title, chunk_count)], now).await
+    }
+
+    /// Marks documents completed in one transaction: `(id, title, chunks)` each, after the
+    /// index commit that made their chunks searchable.
+    pub async fn finish_many(&self, done: &[(&str, Option<&str>, usize)], now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for (id, title, chunk_count) in done {
+            sqlx::query("UPDATE documents SET status = 'completed', staged = 0, error = NULL, title = COALESCE(?, title), chunk_count = ?, lease_until = NULL, indexed_at = ?, updated_at = ? WHERE id = ?")
+                .bind(*title)
+                .bind(i64::try_from(*chunk_count).unwrap_or(i64::MAX))
+                .bind(now)
+                .bind(now)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     pub async fn fail(&self, id: &str, error: &str, now: i64) -> Result<()> {
@@ -452,6 +461,14 @@ impl MetaStore {
     pub async fn status_counts(&self, org_id: &str) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM documents WHERE org_id = ? GROUP BY status").bind(org_id).fetch_all(&self.pool).await.map_err(db)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// An indexed document waits for the next commit (`staged`): still `running`, but no longer
+    /// counted against its organisation's concurrency cap; if the commit never comes (the
+    /// process died) its lease runs out and it is indexed again.
+    pub async fn stage(&self, id: &str, lease_until: i64) -> Result<()> {
+        sqlx::query("UPDATE documents SET staged = 1, lease_until = ? WHERE id = ? AND status = 'running'").bind(lease_until).bind(id).execute(&self.pool).await.map_err(db)?;
+        Ok(())
     }
 }
 
