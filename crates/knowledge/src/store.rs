@@ -178,18 +178,26 @@ impl MetaStore {
     /// Claims the oldest queued document (or one whose lease ran out) of an organisation that
     /// has fewer than `per_org` running, leasing it until `lease_until`.
     pub async fn claim(&self, now: i64, lease_until: i64, per_org: u32) -> Result<Option<Document>> {
+        // Expired leases first (a dead worker's document), then the oldest queued document; each
+        // lookup walks an index in order and stops at the first organisation below its cap.
         let row = sqlx::query(&format!(
             "UPDATE documents SET status = 'running', staged = 0, lease_until = ?, attempts = attempts + 1, updated_at = ?
-             WHERE id = (
-                SELECT d.id FROM documents d
-                WHERE (d.status = 'queued' OR (d.status = 'running' AND d.lease_until < ?))
-                  AND (SELECT COUNT(*) FROM documents r WHERE r.org_id = d.org_id AND r.status = 'running' AND r.staged = 0 AND r.lease_until >= ?) < ?
-                ORDER BY d.created_at, d.id LIMIT 1)
+             WHERE id = COALESCE(
+                (SELECT d.id FROM documents d
+                 WHERE d.status = 'running' AND d.lease_until < ?
+                   AND (SELECT COUNT(*) FROM documents r WHERE r.org_id = d.org_id AND r.status = 'running' AND r.staged = 0 AND r.lease_until >= ?) < ?
+                 ORDER BY d.lease_until LIMIT 1),
+                (SELECT d.id FROM documents d
+                 WHERE d.status = 'queued'
+                   AND (SELECT COUNT(*) FROM documents r WHERE r.org_id = d.org_id AND r.status = 'running' AND r.staged = 0 AND r.lease_until >= ?) < ?
+                 ORDER BY d.created_at LIMIT 1))
              RETURNING {DOC_COLUMNS}"
         ))
         .bind(lease_until)
         .bind(now)
         .bind(now)
+        .bind(now)
+        .bind(i64::from(per_org))
         .bind(now)
         .bind(i64::from(per_org))
         .fetch_optional(&self.pool)
