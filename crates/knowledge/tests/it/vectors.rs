@@ -245,19 +245,3 @@ async fn the_semantic_cache_answers_repeats_until_a_document_of_the_organisation
     k.delete(&ids[3]).await.unwrap();
     assert!(k.search("o1", &Scope::default(), "rose pruning", 3).await.unwrap().iter().all(|p| p.document != "roses.md"));
 }
-
-/// Embedding throughput of the local model on this machine, in the chunks ingestion makes
-/// (`cargo test --release -p tale-knowledge --test it -- --ignored --nocapture throughput`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a check"]
-async fn throughput() {
-    let e = local().await;
-    let texts: Vec<String> = (0..64)
-        .map(|i| format!("Report {i} › Section\n{}", "The quarterly report describes revenue, costs and the outlook for each region in detail. ".repeat(20)))
-        .collect();
-    let started = Instant::now();
-    let v = e.embed(&texts).await.unwrap();
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(v.len(), 64);
-    println!("local model: {:.1} chunks/s ({} chunks of ~{} characters)", 64.0 / secs, texts.len(), texts[0].len());
-}
