@@ -212,10 +212,10 @@ impl ChatService {
         let host = Arc::new(ThreadHost::new(self.store().clone(), self.objects.clone(), &job.thread, &job.thread.user_id));
         let settings = KnowledgeSettings::of(&agent);
         // Search quality depends on it, so the run log says when search has no vectors.
-        if settings.mode.tools() || settings.mode.context() {
-            if let Some(status) = self.knowledge.as_ref().map(|k| k.vector_status()).filter(|s| !s.is_ready()) {
-                warnings.push(format!("knowledge: {status}"));
-            }
+        if (settings.mode.tools() || settings.mode.context())
+            && let Some(status) = self.knowledge.as_ref().map(|k| k.vector_status()).filter(|s| !s.is_ready())
+        {
+            warnings.push(format!("knowledge: {status}"));
         }
         let knowledge: Arc<dyn KnowledgeHost> = Arc::new(OrgKnowledge::new(self.knowledge.clone(), &job.thread.org_id, &job.org_slug));
         // One numbering for the answer, shared by the tools and `context` mode.

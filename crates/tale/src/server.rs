@@ -62,11 +62,12 @@ pub async fn start(config: Config) -> Result<Server> {
     let addr = listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
-    let mut background = Vec::new();
-    background.push(tokio::spawn(services.feed.clone().run_tailer(store.clone(), FEED_POLL, stopped.clone())));
-    background.push(tokio::spawn(housekeeping(services.clone(), stopped.clone())));
-    background.push(tokio::spawn(invalidate_on_change(services.clone(), stopped.clone())));
-    background.push(tokio::spawn(knowledge_changes(knowledge.clone(), services.clone(), stopped.clone())));
+    let mut background = vec![
+        tokio::spawn(services.feed.clone().run_tailer(store.clone(), FEED_POLL, stopped.clone())),
+        tokio::spawn(housekeeping(services.clone(), stopped.clone())),
+        tokio::spawn(invalidate_on_change(services.clone(), stopped.clone())),
+        tokio::spawn(knowledge_changes(knowledge.clone(), services.clone(), stopped.clone())),
+    ];
     let flusher = chat.spawn_flusher();
     let knowledge_stop = tokio_util::sync::CancellationToken::new();
     background.push(tokio::spawn(knowledge.clone().run_workers(KNOWLEDGE_WORKERS, knowledge_stop.clone())));
