@@ -121,7 +121,13 @@ async fn editors_upload_members_search_and_deletions_apply_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_model_is_fetched_in_the_background_and_search_turns_hybrid() {
     let plain = TestServer::boot().await;
-    let status = plain.server.as_ref().unwrap().knowledge.vector_status().to_string();
+    // The start-up task looks for the model in the background: wait for its verdict.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = plain.server.as_ref().unwrap().knowledge.vector_status().to_string();
+    while status.ends_with("no embedding model is configured") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = plain.server.as_ref().unwrap().knowledge.vector_status().to_string();
+    }
     assert!(status.starts_with("search runs BM25-only: the local embedding model is not in") && status.contains("fetching it is off"), "{status}");
 
     let index = tale_testkit::model_index::serve().await;
