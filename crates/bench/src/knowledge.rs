@@ -265,10 +265,10 @@ async fn worker(k: Arc<Knowledge>, adding: Arc<AtomicBool>) {
     }
 }
 
-/// Uploads `files` into `folder` while [`WORKERS`] workers index them; returns when all are done.
 /// Uploads in flight at once (a browser sends about this many at a time).
 const PARALLEL_UPLOADS: usize = 8;
 
+/// Uploads `files` into `folder` while [`WORKERS`] workers index them; returns when all are done.
 async fn ingest(k: &Arc<Knowledge>, folder: &str, media_type: &str, files: &[(String, PathBuf)], quiet: bool) -> Result<Run> {
     let pid = std::process::id();
     let cpu = Cpu::now(pid)?;
