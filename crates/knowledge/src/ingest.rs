@@ -248,6 +248,12 @@ impl Knowledge {
         lock(&self.vectors).clone()
     }
 
+    /// Whether background embedding may still have chunks to do: counting them
+    /// ([`Knowledge::embedding_progress`]) is a pass over every chunk, so live pages ask only then.
+    pub fn embedding_pending(&self) -> bool {
+        self.vectors().is_some() && !self.reembed_done.load(Ordering::SeqCst)
+    }
+
     /// Chunks of completed documents that have a vector of the current model, and all of them:
     /// the progress of embedding after a change of model (or after running without one).
     /// `None` while there is no model.

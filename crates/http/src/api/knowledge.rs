@@ -85,7 +85,8 @@ pub async fn status(state: &AppState, org_id: &str) -> Result<Value, Error> {
 
 async fn search_status(state: &AppState) -> Result<Value, Error> {
     let vectors = state.knowledge.vector_status();
-    let embedded = state.knowledge.embedding_progress().await.map_err(|e| Error::Internal(e.to_string()))?;
+    // Asked on every change a live page hears of: count only while embedding may be under way.
+    let embedded = if state.knowledge.embedding_pending() { state.knowledge.embedding_progress().await.map_err(|e| Error::Internal(e.to_string()))? } else { None };
     Ok(json!({
         "mode": if vectors.is_ready() { "hybrid" } else { "bm25" },
         "note": vectors.to_string(),

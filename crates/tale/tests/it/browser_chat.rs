@@ -103,7 +103,7 @@ async fn wait_for_thread_url(b: &Browser) -> String {
 }
 
 /// Signs in through the page, as a person would.
-async fn sign_in(b: &Browser, ts: &TestServer, email: &str) {
+pub(crate) async fn sign_in(b: &Browser, ts: &TestServer, email: &str) {
     b.goto(&ts.url("/sign-in")).await.unwrap();
     b.find("#sign-in-email").await.unwrap().send_keys(email).await.unwrap();
     b.find("#sign-in-password").await.unwrap().send_keys(PASSWORD).await.unwrap();

@@ -4,8 +4,9 @@
 //! and deletes a row through the confirm dialog; a Member reads and searches but cannot upload;
 //! a chat answer's `[1]` and its Sources list lead to the cited passage, marked on its page.
 
+use crate::browser_chat::sign_in;
 use crate::chatkit::{write_agent, write_provider};
-use crate::harness::{test_tmp, TestServer, User, PASSWORD};
+use crate::harness::{test_tmp, TestServer, User};
 use crate::webdriver::Browser;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -51,15 +52,6 @@ async fn indexed(user: &User) {
         assert!(Instant::now() < deadline, "documents never indexed: {list}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Signs in through the page, as a person would.
-async fn sign_in(b: &Browser, ts: &TestServer, email: &str) {
-    b.goto(&ts.url("/sign-in")).await.unwrap();
-    b.find("#sign-in-email").await.unwrap().send_keys(email).await.unwrap();
-    b.find("#sign-in-password").await.unwrap().send_keys(PASSWORD).await.unwrap();
-    b.find("#sign-in-form button[type=submit]").await.unwrap().click().await.unwrap();
-    b.wait_for_text("main h1", "Default", WAIT).await.unwrap();
 }
 
 /// Runs `script` until `done` accepts its value, and returns that value.
