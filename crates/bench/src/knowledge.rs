@@ -62,6 +62,8 @@ const DIMS: usize = 384;
 /// Synthetic vectors gather around one centre per this many chunks (as the vector index's own
 /// tests draw them): 10,000 centres at a million chunks.
 const PER_CLUSTER: usize = 100;
+/// Fixed candidate lists the vector phase also measures, for recall against time.
+const EF_SWEEP: [usize; 5] = [96, 128, 192, 256, 384];
 const SYNTHETIC_MODEL: &str = "bench:synthetic-384";
 const K: usize = 10;
 const QUERIES: usize = 200;
@@ -1082,6 +1084,26 @@ impl Bench {
         let recall_all = recall(&vec_found[..truth.all.len()], &truth.all);
         let recall_int8 = recall(&vec_found[..truth.int8.len()], &truth.int8);
         let recall_scoped = recall(&scoped_found[..truth.scoped.len()], &truth.scoped);
+        // Recall against time for fixed candidate lists, beside the default (sized to the graph).
+        let (ix, sample) = (index.clone(), qvs[..truth.all.len()].to_vec());
+        let sweep_found = tokio::task::spawn_blocking(move || {
+            let mut rows = Vec::new();
+            for ef in EF_SWEEP {
+                ix.set_ef_search(Some(ef));
+                let mut ms = Vec::new();
+                let mut found = Vec::new();
+                for q in &sample {
+                    let t = Instant::now();
+                    found.push(ix.search(ORG, &Scope::default(), q, K));
+                    ms.push(ms_since(t));
+                }
+                rows.push((ef, Summary::of(ms).median, found));
+            }
+            ix.set_ef_search(None);
+            rows
+        })
+        .await?;
+        let ef_sweep: Vec<(usize, f64, f64)> = sweep_found.iter().map(|(ef, ms, found)| (*ef, *ms, recall(found, &truth.all))).collect();
         let window = cpu.until(&Cpu::now(pid)?);
         let mem = Mem::now();
         let sizes = Sizes::of(&dir);
@@ -1125,6 +1147,8 @@ impl Bench {
             verdict(recall_pass)
         ));
         self.say(format!("    recall@10 {recall_int8:.3} vs exact search over the index's own int8 codes (the graph walk's loss alone; the rest is quantisation)"));
+        let sweep_line: Vec<String> = ef_sweep.iter().map(|(ef, ms, r)| format!("ef {ef}: {r:.3} in {ms:.2} ms")).collect();
+        self.say(format!("    fixed candidate lists (recall@10, p50): {}", sweep_line.join("; ")));
         self.say(format!("  vector index scoped to /copy-1 (1/{copies} of the chunks): p50 {:6.3} ms  p99 {:6.3}  recall@10 {recall_scoped:.3}", vs.median, vs.p99));
         let qpath = query_model.as_ref().map_or_else(|| "queries embedded by the SYNTHETIC path (no local model here)".to_owned(), |m| format!("queries embedded by {m}"));
         self.say(format!("  vector (search_mode, {qpath}):  p50 {:6.2} ms  p99 {:6.2}", ve.median, ve.p99));
@@ -1187,6 +1211,7 @@ impl Bench {
             "vector_scoped_ms": vs.json(),
             "vector_scoped_recall_at_10": r3(recall_scoped),
             "vector_recall_at_10_vs_exact_int8": r3(recall_int8),
+            "vector_ef_sweep": ef_sweep.iter().map(|(ef, ms, r)| json!({"ef": ef, "p50_ms": r3(*ms), "recall_at_10": r3(*r)})).collect::<Vec<_>>(),
             "recall_queries": truth.all.len(),
             "vector_ms": ve.json(),
             "hybrid_ms": h.json(),

@@ -188,6 +188,17 @@ impl Bm25 {
         Box::new(BooleanQuery::new(clauses))
     }
 
+    /// True when every chunk in every segment, deleted ones included, belongs to `org_id`.
+    fn owns_every_chunk(&self, searcher: &tantivy::Searcher, org_id: &str) -> Result<bool> {
+        let term = Term::from_field_text(self.f.org_id, org_id);
+        for segment in searcher.segment_readers() {
+            if segment.inverted_index(self.f.org_id).map_err(tantivy_err)?.doc_freq(&term).map_err(|e| Error::Index(e.to_string()))? != segment.max_doc() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The `k` best chunks for `query` in the organisation and scope. A query with no words
     /// (only punctuation) finds nothing; one of only common words still ranks by BM25.
     pub fn search(&self, org_id: &str, scope: &Scope, query: &str, k: usize) -> Result<Vec<Hit>> {
@@ -201,8 +212,17 @@ impl Bm25 {
         if should.is_empty() || (scope.documents.as_ref().is_some_and(Vec::is_empty)) || scope.folders.as_ref().is_some_and(Vec::is_empty) {
             return Ok(Vec::new());
         }
-        let query = self.filtered(org_id, scope, Box::new(BooleanQuery::new(should)));
         let searcher = self.reader.searcher();
+        let scoring = Box::new(BooleanQuery::new(should));
+        // A bare union of terms lets tantivy skip blocks that cannot reach the top k (block-max
+        // WAND); any filter clause makes it score every matching chunk, which at a million chunks
+        // is most of the time. So the organisation filter is left out when it would keep
+        // everything: when this organisation owns every chunk in the index.
+        let query = if scope.folders.is_none() && scope.documents.is_none() && self.owns_every_chunk(&searcher, org_id)? {
+            scoring
+        } else {
+            self.filtered(org_id, scope, scoring)
+        };
         let top = searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score()).map_err(tantivy_err)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {
@@ -255,5 +275,35 @@ mod tests {
         let reader = Bm25::open(dir.path(), false).unwrap();
         assert_eq!(reader.search("o1", &all, "futures", 10).unwrap().len(), 1);
         assert!(reader.put_document("x", &[]).is_err());
+    }
+
+    #[test]
+    fn an_index_of_one_organisation_is_searched_without_its_filter_yet_stays_closed_to_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Bm25::open(dir.path(), true).unwrap();
+        let words = ["borrow", "lifetime", "trait", "closure", "iterator"];
+        for i in 0..200 {
+            let text = format!("the {} and the {} in a program", words[i % 5], words[(i / 5) % 5]);
+            index.put_document(&format!("d{i}"), &[chunk(&format!("c{i}"), &format!("d{i}"), "o1", "/", &text)]).unwrap();
+        }
+        index.commit().unwrap();
+        let searcher = index.reader.searcher();
+        assert!(index.owns_every_chunk(&searcher, "o1").unwrap());
+        assert!(!index.owns_every_chunk(&searcher, "o2").unwrap());
+        let hits = index.search("o1", &Scope::default(), "the borrow and the closure", 5).unwrap();
+        assert_eq!(hits.len(), 5);
+        // 16 chunks hold both rare words ("the borrow and the closure" or the reverse): they
+        // outrank the many holding one, and "the" and "and" (in every chunk) decide nothing.
+        for h in &hits {
+            let n: usize = h.chunk_id[1..].parse().unwrap();
+            assert!(matches!((n % 5, (n / 5) % 5), (0, 3) | (3, 0)), "{} lacks a rare word: {hits:?}", h.chunk_id);
+        }
+        assert!(index.search("o2", &Scope::default(), "the borrow", 5).unwrap().is_empty(), "another organisation sees nothing");
+        // A second organisation's chunk brings the filter back.
+        index.put_document("x", &[chunk("cx", "x", "o2", "/", "the borrow checker of o2")]).unwrap();
+        index.commit().unwrap();
+        assert!(!index.owns_every_chunk(&index.reader.searcher(), "o1").unwrap());
+        assert!(index.search("o1", &Scope::default(), "the borrow", 50).unwrap().iter().all(|h| h.chunk_id != "cx"));
+        assert_eq!(index.search("o2", &Scope::default(), "the borrow", 5).unwrap()[0].chunk_id, "cx");
     }
 }

@@ -435,22 +435,39 @@ impl Knowledge {
     }
 
     /// Makes the staged documents searchable (one BM25 commit) and marks them completed (one
-    /// transaction). On failure they stay `running` and are picked up again when their lease
-    /// runs out; indexing a document again replaces its chunks, so nothing doubles.
+    /// transaction). When the index cannot be written they fail with the reason, so a user sees
+    /// it and can retry; if marking them fails instead, they stay `running` and are picked up
+    /// again when their lease runs out. Indexing a document again replaces its chunks, so
+    /// nothing doubles.
     pub async fn commit_staged(&self) -> Result<bool> {
         let mut staged = self.staged.lock().await;
         if staged.documents.is_empty() {
             return Ok(false);
         }
         let batch = std::mem::take(&mut *staged);
-        self.bm25.commit()?;
+        if let Err(e) = self.bm25.commit() {
+            let message = format!("the search index could not be written ({e}); retry once the cause is fixed");
+            tracing::warn!(error = %e, documents = batch.documents.len(), "the search index commit failed; the batch's documents are marked failed");
+            for d in &batch.documents {
+                self.meta.fail(&d.id, &message, now_ms()).await?;
+            }
+            drop(staged);
+            self.forget_progress(&batch.documents);
+            return Err(e);
+        }
         let done: Vec<(&str, Option<&str>, usize)> = batch.documents.iter().map(|d| (d.id.as_str(), d.title.as_deref(), d.chunks)).collect();
         self.meta.finish_many(&done, now_ms()).await?;
         drop(staged);
+        self.forget_progress(&batch.documents);
+        Ok(true)
+    }
+
+    /// Drops the progress of documents that are done and tells their organisations' pages.
+    fn forget_progress(&self, documents: &[Staged]) {
         let mut orgs = HashSet::new();
         {
             let mut progress = lock(&self.progress);
-            for d in &batch.documents {
+            for d in documents {
                 progress.remove(&d.id);
                 orgs.insert(d.org_id.as_str());
             }
@@ -458,7 +475,6 @@ impl Knowledge {
         for org in orgs {
             self.changed(org);
         }
-        Ok(true)
     }
 
     async fn ingest(&self, doc: &Document) -> std::result::Result<(Option<String>, usize), String> {

@@ -34,9 +34,9 @@ enum VectorPart {
     Ranked { embedding: Vec<f32>, hits: Vec<(u64, f32)> },
 }
 
-struct Fused {
-    chunk: StoredChunk,
-    doc: Document,
+/// A candidate's (rank, score) in each ranking it appears in.
+#[derive(Default, Clone, Copy)]
+struct Ranks {
     bm25: Option<(u32, f32)>,
     vector: Option<(u32, f32)>,
 }
@@ -114,44 +114,50 @@ impl Knowledge {
             }
         };
 
-        let mut fused: HashMap<String, Fused> = HashMap::new();
-        let ids: Vec<String> = bm25_hits.iter().map(|h| h.chunk_id.clone()).collect();
-        let by_id: HashMap<String, (StoredChunk, Document)> = self.meta.passages_by_ids(&ids).await?.into_iter().map(|(c, d)| (c.id.clone(), (c, d))).collect();
-        for (i, h) in bm25_hits.iter().enumerate() {
-            if let Some((c, d)) = by_id.get(&h.chunk_id) {
-                fused.insert(c.id.clone(), Fused { chunk: c.clone(), doc: d.clone(), bm25: Some((rank(i), h.score)), vector: None });
-            }
-        }
+        // Fused on chunk ids first, so only the `k` winners' passages are read (fusion ranks up
+        // to six times as many candidates).
         let keys: Vec<u64> = vector_hits.iter().map(|(key, _)| *key).collect();
-        let by_key: HashMap<u64, (StoredChunk, Document)> = self.meta.passages_by_vkeys(&keys).await?.into_iter().map(|(key, c, d)| (key, (c, d))).collect();
+        let id_of_key = self.meta.chunk_ids_by_vkeys(&keys).await?;
+        let mut ranks: HashMap<&str, Ranks> = HashMap::new();
+        for (i, h) in bm25_hits.iter().enumerate() {
+            ranks.entry(h.chunk_id.as_str()).or_default().bm25 = Some((rank(i), h.score));
+        }
         for (i, (key, sim)) in vector_hits.iter().enumerate() {
-            if let Some((c, d)) = by_key.get(key) {
-                fused.entry(c.id.clone()).or_insert_with(|| Fused { chunk: c.clone(), doc: d.clone(), bm25: None, vector: None }).vector = Some((rank(i), *sim));
+            if let Some(id) = id_of_key.get(key) {
+                ranks.entry(id.as_str()).or_default().vector = Some((rank(i), *sim));
             }
         }
-        let mut passages: Vec<Passage> = fused
-            .into_values()
-            // The rankers filter by organisation already; a row of another is never shown.
-            .filter(|f| f.doc.org_id == org_id)
-            .map(|f| {
+        let mut ranked: Vec<(&str, Ranks, f32)> = ranks
+            .into_iter()
+            .map(|(id, r)| {
                 let score = match mode {
-                    SearchMode::Bm25 => f.bm25.map_or(0.0, |(_, s)| s),
-                    SearchMode::Vector => f.vector.map_or(0.0, |(_, s)| s),
-                    SearchMode::Hybrid => [f.bm25, f.vector].iter().flatten().map(|(r, _)| 1.0 / (RRF_K + *r as f32)).sum(),
+                    SearchMode::Bm25 => r.bm25.map_or(0.0, |(_, s)| s),
+                    SearchMode::Vector => r.vector.map_or(0.0, |(_, s)| s),
+                    SearchMode::Hybrid => [r.bm25, r.vector].iter().flatten().map(|(r, _)| 1.0 / (RRF_K + *r as f32)).sum(),
                 };
-                Passage {
-                    chunk: f.chunk,
-                    document: f.doc.name,
-                    title: f.doc.title,
-                    folder: f.doc.folder,
-                    score,
-                    bm25_rank: f.bm25.map(|(r, _)| r),
-                    vector_rank: f.vector.map(|(r, _)| r),
-                }
+                (id, r, score)
             })
             .collect();
-        passages.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.chunk.id.cmp(&b.chunk.id)));
-        passages.truncate(k);
+        ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(b.0)));
+        ranked.truncate(k);
+        let ids: Vec<String> = ranked.iter().map(|(id, _, _)| (*id).to_owned()).collect();
+        let mut rows: HashMap<String, (StoredChunk, Document)> = self.meta.passages_by_ids(&ids).await?.into_iter().map(|(c, d)| (c.id.clone(), (c, d))).collect();
+        let passages: Vec<Passage> = ranked
+            .iter()
+            .filter_map(|(id, r, score)| {
+                let (chunk, doc) = rows.remove(*id)?;
+                // The rankers filter by organisation already; a row of another is never shown.
+                (doc.org_id == org_id).then(|| Passage {
+                    chunk,
+                    document: doc.name,
+                    title: doc.title,
+                    folder: doc.folder,
+                    score: *score,
+                    bm25_rank: r.bm25.map(|(r, _)| r),
+                    vector_rank: r.vector.map(|(r, _)| r),
+                })
+            })
+            .collect();
         self.cache.put(key, generation, embedding, passages.clone());
         Ok(passages)
     }

@@ -79,6 +79,9 @@ pub fn from_blob(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
+/// Values per `IN (…)` lookup: far below SQLite's limit on bound variables.
+const IN_GROUP: usize = 500;
+
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
@@ -110,9 +113,19 @@ fn document(r: &SqliteRow) -> Document {
     }
 }
 
+/// Chunk rows per `INSERT` statement (12 values each, far below SQLite's 32,766 variables): one
+/// statement per chunk cost a round trip to sqlx's connection thread each.
+const CHUNK_ROWS_PER_INSERT: usize = 64;
+
 #[derive(Clone)]
 pub struct MetaStore {
+    /// Reads; in WAL mode they run beside the write in progress.
     pool: SqlitePool,
+    /// Every write, on one connection: concurrent writers (uploads, workers, the commit of a
+    /// batch) wait their turn here rather than in SQLite's busy handler, which sleeps a
+    /// millisecond or more per retry. Other processes on the same file still meet the busy
+    /// timeout.
+    writer: SqlitePool,
 }
 
 impl MetaStore {
@@ -124,9 +137,11 @@ impl MetaStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| Error::Io(format!("{}: migration failed: {e}", path.display())))?;
-        Ok(MetaStore { pool })
+        let opening = |e: sqlx::Error| Error::Io(format!("{}: {e}", path.display()));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(opening)?;
+        sqlx::migrate!("./migrations").run(&writer).await.map_err(|e| Error::Io(format!("{}: migration failed: {e}", path.display())))?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(opening)?;
+        Ok(MetaStore { pool, writer })
     }
 
     pub async fn insert_document(&self, d: &Document) -> Result<()> {
@@ -147,7 +162,7 @@ impl MetaStore {
             .bind(d.created_at)
             .bind(d.updated_at)
             .bind(d.indexed_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?;
         Ok(())
@@ -200,7 +215,7 @@ impl MetaStore {
         .bind(i64::from(per_org))
         .bind(now)
         .bind(i64::from(per_org))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db)?;
         Ok(row.as_ref().map(document))
@@ -208,41 +223,38 @@ impl MetaStore {
 
     /// Extends a running job's lease (a worker still busy with a large document).
     pub async fn renew(&self, id: &str, lease_until: i64) -> Result<()> {
-        sqlx::query("UPDATE documents SET lease_until = ? WHERE id = ? AND status = 'running'").bind(lease_until).bind(id).execute(&self.pool).await.map_err(db)?;
+        sqlx::query("UPDATE documents SET lease_until = ? WHERE id = ? AND status = 'running'").bind(lease_until).bind(id).execute(&self.writer).await.map_err(db)?;
         Ok(())
     }
 
     /// Replaces a document's chunks in one transaction, each with its embedding when given
     /// (`model`, one vector per chunk). Returns the chunks' new vector keys, in order.
     pub async fn put_chunks(&self, document_id: &str, org_id: &str, chunks: &[(String, crate::chunk::Chunk)], embeddings: Option<(&str, &[Vec<f32>])>) -> Result<Vec<u64>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM chunks WHERE document_id = ?").bind(document_id).execute(&mut *tx).await.map_err(db)?;
         let n = i64::try_from(chunks.len()).unwrap_or(i64::MAX);
         let last: i64 = sqlx::query("UPDATE counters SET value = value + ? WHERE name = 'vkey' RETURNING value").bind(n).fetch_one(&mut *tx).await.map_err(db)?.get(0);
-        let mut keys = Vec::with_capacity(chunks.len());
-        for (i, (id, c)) in chunks.iter().enumerate() {
-            let vkey = last - n + 1 + i64::try_from(i).unwrap_or(0);
-            let (model, blob) = match embeddings {
-                Some((m, vectors)) => (Some(m), vectors.get(i).map(|v| to_blob(v))),
-                None => (None, None),
-            };
-            sqlx::query("INSERT INTO chunks (id, document_id, org_id, position, page, section, header, text, content_hash, vkey, embedding_model, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
-                .bind(id)
-                .bind(document_id)
-                .bind(org_id)
-                .bind(i64::from(c.position))
-                .bind(c.page.map(i64::from))
-                .bind(&c.section)
-                .bind(&c.header)
-                .bind(&c.text)
-                .bind(&c.content_hash)
-                .bind(vkey)
-                .bind(model.filter(|_| blob.is_some()))
-                .bind(blob)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            keys.push(u64::try_from(vkey).unwrap_or(0));
+        let first = last - n + 1;
+        let keys: Vec<u64> = (0..chunks.len()).map(|i| u64::try_from(first + i64::try_from(i).unwrap_or(0)).unwrap_or(0)).collect();
+        for (rows, offset) in chunks.chunks(CHUNK_ROWS_PER_INSERT).zip((0..).step_by(CHUNK_ROWS_PER_INSERT)) {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO chunks (id, document_id, org_id, position, page, section, header, text, content_hash, vkey, embedding_model, embedding) ");
+            insert.push_values(rows.iter().enumerate(), |mut row, (i, (id, c))| {
+                let blob = embeddings.and_then(|(_, vectors)| vectors.get(offset + i)).map(|v| to_blob(v));
+                let model = embeddings.map(|(m, _)| m).filter(|_| blob.is_some());
+                row.push_bind(id)
+                    .push_bind(document_id)
+                    .push_bind(org_id)
+                    .push_bind(i64::from(c.position))
+                    .push_bind(c.page.map(i64::from))
+                    .push_bind(&c.section)
+                    .push_bind(&c.header)
+                    .push_bind(&c.text)
+                    .push_bind(&c.content_hash)
+                    .push_bind(first + i64::try_from(offset + i).unwrap_or(0))
+                    .push_bind(model)
+                    .push_bind(blob);
+            });
+            insert.build().execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(keys)
@@ -255,7 +267,7 @@ impl MetaStore {
     /// Marks documents completed in one transaction: `(id, title, chunks)` each, after the
     /// index commit that made their chunks searchable.
     pub async fn finish_many(&self, done: &[(&str, Option<&str>, usize)], now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         for (id, title, chunk_count) in done {
             sqlx::query("UPDATE documents SET status = 'completed', staged = 0, error = NULL, title = COALESCE(?, title), chunk_count = ?, lease_until = NULL, indexed_at = ?, updated_at = ? WHERE id = ?")
                 .bind(*title)
@@ -275,7 +287,7 @@ impl MetaStore {
             .bind(error)
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?;
         Ok(())
@@ -286,7 +298,7 @@ impl MetaStore {
         let r = sqlx::query("UPDATE documents SET status = 'queued', error = NULL, lease_until = NULL, attempts = 0, updated_at = ? WHERE id = ? AND status IN ('completed', 'failed')")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?;
         Ok(r.rows_affected() > 0)
@@ -295,7 +307,7 @@ impl MetaStore {
     /// Deletes a document and its chunks; returns its content address if no other document
     /// shares it (so the object can go too).
     pub async fn delete_document(&self, id: &str) -> Result<Option<String>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let sha: Option<String> = sqlx::query("DELETE FROM documents WHERE id = ? RETURNING sha256").bind(id).fetch_optional(&mut *tx).await.map_err(db)?.map(|r| r.get(0));
         let orphan = match &sha {
             Some(s) => sqlx::query("SELECT COUNT(*) FROM documents WHERE sha256 = ?").bind(s).fetch_one(&mut *tx).await.map_err(db)?.get::<i64, _>(0) == 0,
@@ -305,70 +317,71 @@ impl MetaStore {
         Ok(sha.filter(|_| orphan))
     }
 
-    /// Chunks by id, in one query per 500 ids; unknown ids are left out.
+    /// Chunks by id, in one query per [`IN_GROUP`] ids; unknown ids are left out.
     pub async fn chunks(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
-        Ok(self.passages_where("c.id", ids).await?.into_iter().map(|(_, c, _)| c).collect())
+        Ok(self.passages(ids).await?.into_iter().map(|(c, _)| c).collect())
     }
 
     /// Chunks with their documents, by chunk id, for search results.
     pub async fn passages_by_ids(&self, ids: &[String]) -> Result<Vec<(StoredChunk, Document)>> {
-        Ok(self.passages_where("c.id", ids).await?.into_iter().map(|(_, c, d)| (c, d)).collect())
+        self.passages(ids).await
     }
 
-    /// Chunks with their documents, by vector key (returned first).
-    pub async fn passages_by_vkeys(&self, keys: &[u64]) -> Result<Vec<(u64, StoredChunk, Document)>> {
+    /// The chunk ids of these vector keys (keys whose chunks are gone are left out).
+    pub async fn chunk_ids_by_vkeys(&self, keys: &[u64]) -> Result<HashMap<u64, String>> {
         let keys: Vec<i64> = keys.iter().filter_map(|k| i64::try_from(*k).ok()).collect();
-        self.passages_where("c.vkey", &keys).await
+        let rows = self.select_in("SELECT vkey, id FROM chunks WHERE vkey IN ({})", None, &keys, |r| (u64::try_from(r.get::<i64, _>(0)).unwrap_or(0), r.get::<String, _>(1))).await?;
+        Ok(rows.into_iter().collect())
     }
 
-    async fn passages_where<T>(&self, column: &str, values: &[T]) -> Result<Vec<(u64, StoredChunk, Document)>>
+    /// Runs `select`, whose `IN ({})` gets one placeholder per value, over `values` in groups of
+    /// [`IN_GROUP`], with `first` bound before them when given; maps every row.
+    async fn select_in<T, R>(&self, select: &str, first: Option<&str>, values: &[T], map: impl Fn(&SqliteRow) -> R) -> Result<Vec<R>>
     where
         T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Sync,
     {
-        let columns: String = DOC_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ");
         let mut out = Vec::with_capacity(values.len());
-        for group in values.chunks(500) {
+        for group in values.chunks(IN_GROUP) {
             // Only placeholders are formatted into the statement; the values are bound.
-            let sql = format!(
-                "SELECT c.vkey AS vkey, c.id AS chunk_id, c.position, c.page, c.section, c.header, c.text, {columns} FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {column} IN ({})",
-                placeholders(group.len())
-            );
+            let sql = select.replace("{}", &placeholders(group.len()));
             let mut q = sqlx::query(&sql);
+            if let Some(first) = first {
+                q = q.bind(first);
+            }
             for v in group {
                 q = q.bind(v);
             }
-            for r in q.fetch_all(&self.pool).await.map_err(db)? {
-                let doc = document(&r);
-                let chunk = StoredChunk {
-                    id: r.get("chunk_id"),
-                    document_id: doc.id.clone(),
-                    position: r.get("position"),
-                    page: r.get("page"),
-                    section: r.get("section"),
-                    header: r.get("header"),
-                    text: r.get("text"),
-                };
-                out.push((u64::try_from(r.get::<Option<i64>, _>("vkey").unwrap_or(0)).unwrap_or(0), chunk, doc));
-            }
+            out.extend(q.fetch_all(&self.pool).await.map_err(db)?.iter().map(&map));
         }
         Ok(out)
+    }
+
+    async fn passages(&self, ids: &[String]) -> Result<Vec<(StoredChunk, Document)>> {
+        let columns: String = DOC_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ");
+        let select = format!(
+            "SELECT c.id AS chunk_id, c.position, c.page, c.section, c.header, c.text, {columns} FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({{}})"
+        );
+        self.select_in(&select, None, ids, |r| {
+            let doc = document(r);
+            let chunk = StoredChunk {
+                id: r.get("chunk_id"),
+                document_id: doc.id.clone(),
+                position: r.get("position"),
+                page: r.get("page"),
+                section: r.get("section"),
+                header: r.get("header"),
+                text: r.get("text"),
+            };
+            (chunk, doc)
+        })
+        .await
     }
 
     /// Stored embeddings of `model` for these content hashes (identical text, so reusable).
     pub async fn embeddings_by_hash(&self, hashes: &[String], model: &str) -> Result<HashMap<String, Vec<f32>>> {
-        let mut out = HashMap::new();
-        for group in hashes.chunks(500) {
-            let sql = format!("SELECT content_hash, embedding FROM chunks WHERE embedding_model = ? AND embedding IS NOT NULL AND content_hash IN ({})", placeholders(group.len()));
-            let mut q = sqlx::query(&sql).bind(model);
-            for h in group {
-                q = q.bind(h);
-            }
-            for r in q.fetch_all(&self.pool).await.map_err(db)? {
-                let blob: Vec<u8> = r.get(1);
-                out.insert(r.get(0), from_blob(&blob));
-            }
-        }
-        Ok(out)
+        let select = "SELECT content_hash, embedding FROM chunks WHERE embedding_model = ? AND embedding IS NOT NULL AND content_hash IN ({})";
+        let rows = self.select_in(select, Some(model), hashes, |r| (r.get::<String, _>(0), from_blob(&r.get::<Vec<u8>, _>(1)))).await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Every chunk that has a vector of `model`: (organisation, vector key).
@@ -379,28 +392,16 @@ impl MetaStore {
 
     /// The vectors of these keys, with what the index files them under.
     pub async fn vectors(&self, keys: &[u64]) -> Result<Vec<StoredVector>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for group in keys.chunks(500) {
-            let sql = format!(
-                "SELECT c.vkey, c.org_id, c.document_id, d.folder, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.embedding IS NOT NULL AND c.vkey IN ({})",
-                placeholders(group.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for k in group {
-                q = q.bind(i64::try_from(*k).unwrap_or(-1));
-            }
-            for r in q.fetch_all(&self.pool).await.map_err(db)? {
-                let blob: Vec<u8> = r.get(4);
-                out.push(StoredVector {
-                    key: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-                    org_id: r.get(1),
-                    document_id: r.get(2),
-                    folder: r.get(3),
-                    vector: from_blob(&blob),
-                });
-            }
-        }
-        Ok(out)
+        let keys: Vec<i64> = keys.iter().map(|k| i64::try_from(*k).unwrap_or(-1)).collect();
+        let select = "SELECT c.vkey, c.org_id, c.document_id, d.folder, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.embedding IS NOT NULL AND c.vkey IN ({})";
+        self.select_in(select, None, &keys, |r| StoredVector {
+            key: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+            org_id: r.get(1),
+            document_id: r.get(2),
+            folder: r.get(3),
+            vector: from_blob(&r.get::<Vec<u8>, _>(4)),
+        })
+        .await
     }
 
     /// Chunks of completed documents without a vector of `model` (ingested while no model was
@@ -434,7 +435,7 @@ impl MetaStore {
     /// Stores vectors for existing chunks; returns the keys that still existed (a document
     /// re-indexed meanwhile has new chunks, and these vectors are stale).
     pub async fn set_embeddings(&self, model: &str, vectors: &[(u64, Vec<f32>)]) -> Result<Vec<u64>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let mut kept = Vec::with_capacity(vectors.len());
         for (key, v) in vectors {
             let r = sqlx::query("UPDATE chunks SET embedding = ?, embedding_model = ? WHERE vkey = ?")
@@ -475,7 +476,7 @@ impl MetaStore {
     /// counted against its organisation's concurrency cap; if the commit never comes (the
     /// process died) its lease runs out and it is indexed again.
     pub async fn stage(&self, id: &str, lease_until: i64) -> Result<()> {
-        sqlx::query("UPDATE documents SET staged = 1, lease_until = ? WHERE id = ? AND status = 'running'").bind(lease_until).bind(id).execute(&self.pool).await.map_err(db)?;
+        sqlx::query("UPDATE documents SET staged = 1, lease_until = ? WHERE id = ? AND status = 'running'").bind(lease_until).bind(id).execute(&self.writer).await.map_err(db)?;
         Ok(())
     }
 }

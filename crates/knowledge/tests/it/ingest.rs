@@ -127,3 +127,23 @@ async fn per_organisation_caps_leave_room_for_others() {
     assert_eq!(third.org_id, "small", "the busy organisation is at its cap of 2");
     assert!(k.meta.claim(now, now + 60_000, 2).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn documents_whose_index_commit_fails_are_failed_with_the_reason_not_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = open(dir.path()).await;
+    let d = k.add("org1", "/", "notes.md", "text/markdown", body("# Notes\n\nThe lighthouse keeper logs every ship."), "u1").await.unwrap();
+    // Indexed and staged: the batch commits when the queue is next found empty.
+    assert!(k.process_one().await.unwrap());
+    assert_eq!(k.meta.document(&d.id).await.unwrap().unwrap().status, "running");
+    // The index's directory vanishes (a disk swapped out, an operator's mistake): its commit fails.
+    let bm25_dir = dir.path().join("knowledge/bm25");
+    std::fs::remove_dir_all(&bm25_dir).unwrap();
+    assert!(k.process_one().await.is_err());
+    let failed = k.meta.document(&d.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, "failed", "not left running until its lease runs out");
+    assert!(failed.error.as_deref().unwrap().contains("search index could not be written"), "{:?}", failed.error);
+    // The user can retry it from the page (the index itself is rebuilt by re-indexing).
+    assert!(k.requeue(&d.id).await.unwrap());
+    assert_eq!(k.meta.document(&d.id).await.unwrap().unwrap().status, "queued");
+}
