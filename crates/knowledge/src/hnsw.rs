@@ -48,8 +48,42 @@ pub fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
     (codes, scale)
 }
 
-/// Eight independent accumulators so the loop vectorises.
+/// The CPU's widest vector instructions, found once: the release build targets baseline x86-64
+/// (SSE2), and the distance loops below run about twice as fast when compiled for AVX2 + FMA
+/// where the CPU has them (`pulp` compiles them for each and picks at run time, safely).
+static ARCH: std::sync::LazyLock<pulp::Arch> = std::sync::LazyLock::new(pulp::Arch::new);
+
+struct DotF32I8<'a>(&'a [f32], &'a [i8]);
+impl pulp::WithSimd for DotF32I8<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> f32 {
+        dot_f32_i8_loop(self.0, self.1)
+    }
+}
+
+struct DotI8<'a>(&'a [i8], &'a [i8]);
+impl pulp::WithSimd for DotI8<'_> {
+    type Output = i32;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> i32 {
+        dot_i8_loop(self.0, self.1)
+    }
+}
+
+/// A query against a stored code.
 pub fn dot_f32_i8(a: &[f32], b: &[i8]) -> f32 {
+    ARCH.dispatch(DotF32I8(a, b))
+}
+
+/// Two stored codes (while linking a new node).
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    ARCH.dispatch(DotI8(a, b))
+}
+
+/// Eight independent accumulators so the loop vectorises.
+#[inline(always)]
+fn dot_f32_i8_loop(a: &[f32], b: &[i8]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ar, br) = (ac.remainder(), bc.remainder());
@@ -65,7 +99,8 @@ pub fn dot_f32_i8(a: &[f32], b: &[i8]) -> f32 {
     sum
 }
 
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+#[inline(always)]
+fn dot_i8_loop(a: &[i8], b: &[i8]) -> i32 {
     let mut acc = [0i32; 16];
     let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ar, br) = (ac.remainder(), bc.remainder());

@@ -18,8 +18,8 @@ use std::sync::{Arc, RwLock};
 
 /// Scopes with at most this many chunks are ranked exactly (a few milliseconds).
 pub const EXACT_BELOW: usize = 10_000;
-/// Candidates looked at per query up to [`EF_GROWS_FROM`] chunks; raised for scoped queries, as
-/// fewer of them qualify.
+/// Candidates looked at per query up to [`EF_GROWS_FROM`] chunks; multiplied for scoped queries,
+/// as fewer of them qualify.
 const EF_SEARCH: usize = 96;
 /// Beyond this many chunks the candidate list grows with the logarithm of the size: a graph walk
 /// with a fixed list finds less of the true top 10 as the graph grows (recall@10 0.98 at 200,000
@@ -153,7 +153,13 @@ impl Partition {
             }
         } else {
             let boost = (live / allowed_count).clamp(1, 10);
-            let base = if ef_override > 0 { ef_override } else { ef_for(live) };
+            // A scoped walk widens its list by how much of the graph is off limits instead: at a
+            // fifth of a million chunks, 96 five times over already finds 0.99 of the true top 10.
+            let base = match (ef_override, &allowed) {
+                (0, None) => ef_for(live),
+                (0, Some(_)) => EF_SEARCH,
+                (fixed, _) => fixed,
+            };
             let ef = base.max(2 * k) * boost;
             match &allowed {
                 Some(a) => self.graph.search(q, k, ef, &|n| a[self.doc_of[n as usize] as usize]),
