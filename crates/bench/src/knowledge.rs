@@ -53,8 +53,8 @@ pub const DEFAULT_CHUNKS: usize = 1_000_000;
 /// These phases run only when `--only` names them (the search phase builds a large store).
 pub const PHASES: [&str; 2] = ["ingest", "search"];
 const ORG: &str = "bench";
-/// Ingestion workers, one per core of the 2-core target machine.
-const WORKERS: usize = 2;
+/// Ingestion workers, as `tale serve` runs them (its `KNOWLEDGE_WORKERS`).
+const WORKERS: usize = 4;
 /// Book chapters printed to PDF (evenly spread over the book's chapter pages).
 const PDF_SOURCES: usize = 100;
 const EMBED_SAMPLE: usize = 128;

@@ -47,7 +47,7 @@ impl KnowledgeConfig {
             dir: dir.into(),
             chunk_size: DEFAULT_SIZE,
             chunk_overlap: DEFAULT_OVERLAP,
-            per_org_concurrency: 2,
+            per_org_concurrency: 4,
             lease: Duration::from_secs(120),
             max_upload_bytes: 100 * 1024 * 1024,
         }

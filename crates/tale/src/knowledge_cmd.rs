@@ -213,7 +213,7 @@ async fn add(common: &CommonArgs, paths: &[PathBuf], folder: &str, org: &str) ->
         }
     }
     let stop = CancellationToken::new();
-    let workers = lock.is_some().then(|| tokio::spawn(knowledge.clone().run_workers(2, stop.clone())));
+    let workers = lock.is_some().then(|| tokio::spawn(knowledge.clone().run_workers(crate::server::KNOWLEDGE_WORKERS, stop.clone())));
     bar.set_message(if workers.is_some() { "indexing" } else { "indexing in the running server" });
     let (mut indexed, mut failed): (Vec<String>, Vec<(String, String)>) = (Vec::new(), Vec::new());
     loop {

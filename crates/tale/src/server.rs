@@ -110,8 +110,9 @@ pub async fn start(config: Config) -> Result<Server> {
     Ok(Server { addr, state, stop, task, background, flusher, knowledge, knowledge_stop, _lock: lock })
 }
 
-/// Documents indexed at once (extraction and indexing are CPU work; the machine has few cores).
-const KNOWLEDGE_WORKERS: usize = 2;
+/// Documents indexed at once: each spends part of its time waiting on SQLite and the disk, so
+/// four keep two cores busy (372 → 477 HTML pages/s with the per-organisation cap raised to match).
+pub const KNOWLEDGE_WORKERS: usize = 4;
 
 /// The knowledge store, writable: this process runs the ingestion workers.
 async fn knowledge(config: &Config) -> Result<Arc<tale_knowledge::ingest::Knowledge>> {
