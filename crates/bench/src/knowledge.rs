@@ -289,20 +289,26 @@ async fn ingest(k: &Arc<Knowledge>, folder: &str, media_type: &str, files: &[(St
         })
     });
     // Uploads arrive in parallel, as the knowledge page sends a folder's files: each waits on its
-    // original's fsync, so one at a time would measure the disk, not ingestion.
+    // original's fsync, so one at a time would measure the disk, not ingestion. Each is a task of
+    // its own, as the server's request handlers are (driven from this one task, every upload's
+    // wake-ups went through a single thread).
     use futures_util::StreamExt;
-    let uploads = futures_util::stream::iter(files)
-        .map(|(name, path)| async move {
-            let bytes = tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))?;
-            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
-            k.add(ORG, folder, name, media_type, body, "tale-bench").await?;
-            anyhow::Ok(())
+    let uploads = futures_util::stream::iter(files.iter().cloned())
+        .map(|(name, path)| {
+            let (k, folder, media_type) = (k.clone(), folder.to_owned(), media_type.to_owned());
+            tokio::spawn(async move {
+                let bytes = tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
+                let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+                k.add(ORG, &folder, &name, &media_type, body, "tale-bench").await?;
+                anyhow::Ok(())
+            })
         })
         .buffer_unordered(PARALLEL_UPLOADS)
         .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<Vec<()>>>();
+        .await
+        .into_iter()
+        .map(|joined| joined.map_err(|e| anyhow!("an upload task failed: {e}")).and_then(|r| r))
+        .collect::<Result<Vec<()>>>();
     let queued_s = started.elapsed().as_secs_f64();
     adding.store(false, Ordering::SeqCst);
     for w in workers {

@@ -32,6 +32,37 @@ pub struct StoredObject {
     pub size: u64,
 }
 
+/// Uploads up to this size are written in one blocking step: each `tokio::fs` call is a hop to
+/// the blocking pool, and most documents are far smaller than this.
+pub const IN_MEMORY_UP_TO: usize = 1 << 20;
+
+/// Puts an object in place: `bytes` written to `tmp` and synced first when given (else `tmp`
+/// holds them already, synced), then renamed to `target`; an object already there is kept and
+/// the temporary removed.
+fn place(tmp: &Path, bytes: Option<&[u8]>, target: &Path) -> Result<(), ObjectError> {
+    if target.is_file() {
+        if bytes.is_none() {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Ok(());
+    }
+    if let Some(bytes) = bytes {
+        let written = std::fs::File::create(tmp).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(tmp);
+            return Err(io(tmp, e));
+        }
+    }
+    let moved = target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::rename(tmp, target));
+    moved.map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        io(target, e)
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
     root: PathBuf,
@@ -72,17 +103,20 @@ impl ObjectStore {
         self.path(sha256).is_some_and(|p| p.is_file())
     }
 
-    /// Streams `body` in, refusing more than `limit` bytes.
+    /// Streams `body` in, refusing more than `limit` bytes. Up to [`IN_MEMORY_UP_TO`] bytes are
+    /// gathered in memory and written, synced and renamed in one blocking step; a larger body
+    /// goes to a temporary file as it arrives.
     pub async fn put_stream<S, E>(&self, mut body: S, limit: u64) -> Result<StoredObject, ObjectError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let tmp = self.root.join("tmp").join(uuid::Uuid::now_v7().to_string());
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io(&tmp, e))?;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut head: Vec<u8> = Vec::new();
+        let mut file: Option<tokio::fs::File> = None;
         let outcome = async {
-            let mut hasher = Sha256::new();
-            let mut size: u64 = 0;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| ObjectError::Interrupted(e.to_string()))?;
                 size += chunk.len() as u64;
@@ -90,32 +124,37 @@ impl ObjectStore {
                     return Err(ObjectError::TooLarge { limit });
                 }
                 hasher.update(&chunk);
-                file.write_all(&chunk).await.map_err(|e| io(&tmp, e))?;
+                match &mut file {
+                    Some(f) => f.write_all(&chunk).await.map_err(|e| io(&tmp, e))?,
+                    None if head.len() + chunk.len() <= IN_MEMORY_UP_TO => head.extend_from_slice(&chunk),
+                    None => {
+                        let mut f = tokio::fs::File::create(&tmp).await.map_err(|e| io(&tmp, e))?;
+                        f.write_all(&std::mem::take(&mut head)).await.map_err(|e| io(&tmp, e))?;
+                        f.write_all(&chunk).await.map_err(|e| io(&tmp, e))?;
+                        file = Some(f);
+                    }
+                }
             }
-            file.sync_all().await.map_err(|e| io(&tmp, e))?;
-            Ok(StoredObject { sha256: hex::encode(hasher.finalize()), size })
+            if let Some(f) = &mut file {
+                f.sync_all().await.map_err(|e| io(&tmp, e))?;
+            }
+            Ok(())
         }
         .await;
-        drop(file);
-        let stored = match outcome {
-            Ok(s) => s,
-            Err(e) => {
+        let streamed = file.take().is_some();
+        if let Err(e) = outcome {
+            if streamed {
                 let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
             }
-        };
+            return Err(e);
+        }
+        let stored = StoredObject { sha256: hex::encode(hasher.finalize()), size };
         let Some(target) = self.path(&stored.sha256) else {
             return Err(io(&tmp, "hash is not hex"));
         };
-        if target.is_file() {
-            // Already stored: keep the existing copy.
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Ok(stored);
-        }
-        if let Some(dir) = target.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| io(dir, e))?;
-        }
-        tokio::fs::rename(&tmp, &target).await.map_err(|e| io(&target, e))?;
+        tokio::task::spawn_blocking(move || place(&tmp, (!streamed).then_some(head.as_slice()), &target))
+            .await
+            .map_err(|e| ObjectError::Io { path: String::new(), message: format!("the object write crashed: {e}") })??;
         Ok(stored)
     }
 
@@ -181,5 +220,22 @@ mod tests {
         let dirs: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(dirs, ["tmp"], "no object written");
         assert!(matches!(store.read(&"0".repeat(64)).await.unwrap_err(), ObjectError::NotFound(_)));
+    }
+
+    #[tokio::test]
+    async fn uploads_past_the_in_memory_size_stream_through_a_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::open(dir.path()).unwrap();
+        let part = Bytes::from(vec![b'a'; IN_MEMORY_UP_TO / 2 + 1]);
+        let body = || futures_util::stream::iter((0..3).map(|_| Ok::<_, std::io::Error>(part.clone())).collect::<Vec<_>>());
+        let stored = store.put_stream(body(), 10 * IN_MEMORY_UP_TO as u64).await.unwrap();
+        let whole = [part.as_ref(), part.as_ref(), part.as_ref()].concat();
+        assert_eq!(stored.sha256, hex::encode(Sha256::digest(&whole)));
+        assert_eq!(store.read(&stored.sha256).await.unwrap(), whole);
+        assert_eq!(store.put_stream(body(), 10 * IN_MEMORY_UP_TO as u64).await.unwrap(), stored, "the same bytes again are kept once");
+        // Past the limit after the body went to disk: refused, and the temporary is gone.
+        let err = store.put_stream(body(), (IN_MEMORY_UP_TO + IN_MEMORY_UP_TO / 4) as u64).await.unwrap_err();
+        assert!(matches!(err, ObjectError::TooLarge { .. }), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temporaries removed");
     }
 }
