@@ -4,7 +4,7 @@
 //! 48,000 HTML pages; `--pages N` takes N of them, evenly spread).
 //!
 //! `ingest`:
-//! - HTML: every page uploaded into a fresh knowledge directory while two workers (the
+//! - HTML: every page uploaded into a fresh knowledge directory while [`WORKERS`] workers (the
 //!   `process_one` loop `run_workers` runs) extract, chunk and index it, with no embedding model
 //!   (BM25 only). Wall clock from the first upload to the last document done; pages/s, chunks/s,
 //!   failures by reason, the directory's size on disk, resident memory.
@@ -213,7 +213,7 @@ impl Mem {
     }
 }
 
-/// One ingestion: uploads while two workers index, until every document is done.
+/// One ingestion: uploads while [`WORKERS`] workers index, until every document is done.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Run {
     folder: String,

@@ -53,6 +53,8 @@ pub fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
 /// where the CPU has them (`pulp` compiles them for each and picks at run time, safely).
 static ARCH: std::sync::LazyLock<pulp::Arch> = std::sync::LazyLock::new(pulp::Arch::new);
 
+// One struct per loop rather than a closure: pulp also takes closures, but measured at a million
+// vectors the closure form lost the AVX2 code (ef 256: 2.49 ms against 1.65).
 struct DotF32I8<'a>(&'a [f32], &'a [i8]);
 impl pulp::WithSimd for DotF32I8<'_> {
     type Output = f32;

@@ -235,7 +235,7 @@ impl MetaStore {
         let n = i64::try_from(chunks.len()).unwrap_or(i64::MAX);
         let last: i64 = sqlx::query("UPDATE counters SET value = value + ? WHERE name = 'vkey' RETURNING value").bind(n).fetch_one(&mut *tx).await.map_err(db)?.get(0);
         let first = last - n + 1;
-        let keys: Vec<u64> = (0..chunks.len()).map(|i| u64::try_from(first + i64::try_from(i).unwrap_or(0)).unwrap_or(0)).collect();
+        let vkeys: Vec<i64> = (first..).take(chunks.len()).collect();
         for (rows, offset) in chunks.chunks(CHUNK_ROWS_PER_INSERT).zip((0..).step_by(CHUNK_ROWS_PER_INSERT)) {
             let mut insert = sqlx::QueryBuilder::new("INSERT INTO chunks (id, document_id, org_id, position, page, section, header, text, content_hash, vkey, embedding_model, embedding) ");
             insert.push_values(rows.iter().enumerate(), |mut row, (i, (id, c))| {
@@ -250,14 +250,14 @@ impl MetaStore {
                     .push_bind(&c.header)
                     .push_bind(&c.text)
                     .push_bind(&c.content_hash)
-                    .push_bind(first + i64::try_from(offset + i).unwrap_or(0))
+                    .push_bind(vkeys[offset + i])
                     .push_bind(model)
                     .push_bind(blob);
             });
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        Ok(keys)
+        Ok(vkeys.into_iter().map(|k| u64::try_from(k).unwrap_or(0)).collect())
     }
 
     pub async fn finish(&self, id: &str, title: Option<&str>, chunk_count: usize, now: i64) -> Result<()> {

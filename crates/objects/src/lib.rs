@@ -154,7 +154,7 @@ impl ObjectStore {
         };
         tokio::task::spawn_blocking(move || place(&tmp, (!streamed).then_some(head.as_slice()), &target))
             .await
-            .map_err(|e| ObjectError::Io { path: String::new(), message: format!("the object write crashed: {e}") })??;
+            .map_err(|e| io(&self.root, format!("the object write crashed: {e}")))??;
         Ok(stored)
     }
 
