@@ -136,9 +136,10 @@ async fn documents_whose_index_commit_fails_are_failed_with_the_reason_not_left_
     // Indexed and staged: the batch commits when the queue is next found empty.
     assert!(k.process_one().await.unwrap());
     assert_eq!(k.meta.document(&d.id).await.unwrap().unwrap().status, "running");
-    // The index's directory vanishes (a disk swapped out, an operator's mistake): its commit fails.
-    let bm25_dir = dir.path().join("knowledge/bm25");
-    std::fs::remove_dir_all(&bm25_dir).unwrap();
+    // The index's directory vanishes (a disk swapped out, an operator's mistake): its commit
+    // fails. Moved rather than deleted: the index's own threads may be writing into it, and a
+    // rename is atomic where removing a directory being written to is not.
+    std::fs::rename(dir.path().join("knowledge/bm25"), dir.path().join("bm25-gone")).unwrap();
     assert!(k.process_one().await.is_err());
     let failed = k.meta.document(&d.id).await.unwrap().unwrap();
     assert_eq!(failed.status, "failed", "not left running until its lease runs out");
