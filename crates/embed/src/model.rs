@@ -11,6 +11,7 @@ use candle_transformers::models::bert::{BertModel, Config, DTYPE};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use crate::EmbedError;
+use crate::query::QueryEncoder;
 
 /// The longest input the model sees, in word pieces including `[CLS]` and `[SEP]`: the
 /// `max_seq_length` sentence-transformers trained all-MiniLM-L6-v2 with. The bundled
@@ -37,6 +38,8 @@ const MAX_INPUT_BYTES: usize = 64 * 1024;
 /// one instance can be shared behind an `Arc` by every ingestion and search task.
 pub struct LocalEmbedder {
     model: BertModel,
+    /// The same model quantised, for questions: see `query.rs`.
+    query: QueryEncoder,
     tokenizer: Tokenizer,
     device: Device,
     dimensions: usize,
@@ -103,6 +106,12 @@ impl LocalEmbedder {
                 weights_path.display()
             ))
         })?;
+        let query = QueryEncoder::load(&vb, &config).map_err(|e| {
+            EmbedError::Load(format!(
+                "{} does not hold a BERT model: {e}",
+                weights_path.display()
+            ))
+        })?;
         let model = BertModel::load(vb, &config).map_err(|e| {
             EmbedError::Load(format!(
                 "{} does not hold a BERT model: {e}",
@@ -112,6 +121,7 @@ impl LocalEmbedder {
 
         Ok(Self {
             model,
+            query,
             tokenizer,
             device,
             dimensions: config.hidden_size,
@@ -151,6 +161,20 @@ impl LocalEmbedder {
             }
         }
         Ok(out)
+    }
+
+    /// The vector of one search question, from the quantised encoder: a few milliseconds for a
+    /// short question on one core, where [`Self::embed`] would take several times as long. Its
+    /// vectors sit at a cosine of about 0.99 from `embed`'s for the same text, close enough to
+    /// search vectors `embed` stored; do not use it to store vectors.
+    pub fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let encoding = self
+            .tokenizer
+            .encode(clip(text, MAX_INPUT_BYTES), true)
+            .map_err(|e| EmbedError::Inference(format!("cannot tokenise the question: {e}")))?;
+        self.query
+            .encode(encoding.get_ids())
+            .map_err(|e| EmbedError::Inference(format!("the question's forward pass failed: {e}")))
     }
 
     /// Runs every batch, on up to `workers` threads pulling the next batch as they finish; results

@@ -366,6 +366,57 @@ mod model {
     }
 }
 
+mod question_encoder {
+    use super::*;
+
+    /// Search embeds questions with the quantised copy and compares them with vectors the f32
+    /// encoder stored: the two must agree closely for every kind of input.
+    #[test]
+    fn agrees_with_the_document_encoder() {
+        let model = embedder();
+        let long = paragraphs(1).remove(0);
+        let texts = [
+            "How do I create a new vector and push values into it?",
+            "The cat sits on the mat",
+            "what is a trait object",
+            "",
+            "日本語の文章を埋め込みます",
+            "مرحبا بالعالم، هذه جملة عربية",
+            "🎉🚀🔥 emoji only 👍",
+            long.as_str(),
+        ];
+        for text in texts {
+            let question = model.embed_query(text).unwrap();
+            assert_unit(&question);
+            let stored = model.embed(&[text]).unwrap().remove(0);
+            let agreement = cosine(&question, &stored);
+            assert!(
+                agreement > 0.98,
+                "{text:.40?}: cosine {agreement} between the question and document encoders"
+            );
+        }
+    }
+
+    #[test]
+    fn ranks_passages_as_the_document_encoder_does() {
+        let model = embedder();
+        let question = model.embed_query("The cat sits on the mat").unwrap();
+        let passages = model
+            .embed(&[
+                "A kitten is resting on a rug",
+                "Stock markets fell sharply today",
+            ])
+            .unwrap();
+        let (close, far) = (
+            cosine(&question, &passages[0]),
+            cosine(&question, &passages[1]),
+        );
+        // The f32 encoder gives 0.643 and 0.053 (see `model::reference_similarities`).
+        assert!((close - 0.643).abs() < 0.03, "cat/kitten {close}");
+        assert!((far - 0.053).abs() < 0.03, "cat/stocks {far}");
+    }
+}
+
 mod fetch {
     use super::*;
 

@@ -24,6 +24,15 @@ pub trait Embedder: Send + Sync {
     fn dimensions(&self) -> usize;
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
+    /// The vector of a search question. A model may answer it faster than [`Self::embed`] (the
+    /// local model uses its quantised copy), as long as the vector searches the ones `embed`
+    /// stored.
+    async fn embed_query(&self, query: &str) -> Result<Vec<f32>, String> {
+        match self.embed(&[query.to_owned()]).await?.pop() {
+            Some(vector) => Ok(vector),
+            None => Err("the embedding model returned no vector for the query".to_owned()),
+        }
+    }
 }
 
 /// all-MiniLM-L6-v2 on the CPU.
@@ -68,6 +77,14 @@ impl Embedder for LocalEmbedder {
             out.extend(vectors);
         }
         Ok(out)
+    }
+
+    async fn embed_query(&self, query: &str) -> Result<Vec<f32>, String> {
+        let (model, query) = (self.model.clone(), query.to_owned());
+        tokio::task::spawn_blocking(move || model.embed_query(&query))
+            .await
+            .map_err(|e| format!("the local embedding model crashed: {e}"))?
+            .map_err(|e| format!("the local embedding model failed: {e}"))
     }
 }
 

@@ -369,7 +369,7 @@ impl Knowledge {
     /// Claims and ingests one document. False when nothing is waiting.
     pub async fn process_one(&self) -> Result<bool> {
         let now = now_ms();
-        let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let lease = self.lease_ms();
         let Some(doc) = self.meta.claim(now, now + lease, self.config.per_org_concurrency).await? else {
             // Nothing to start: finish what is staged (true if that was anything).
             return self.commit_staged().await;
@@ -406,7 +406,7 @@ impl Knowledge {
         };
         match outcome {
             Ok((title, chunks)) => {
-                self.meta.stage(&doc.id, now_ms() + lease).await?;
+                // `ingest` staged it with its chunks.
                 let mut staged = self.staged.lock().await;
                 staged.since.get_or_insert_with(Instant::now);
                 staged.documents.push(Staged { id: doc.id.clone(), org_id: doc.org_id.clone(), title, chunks });
@@ -421,6 +421,10 @@ impl Knowledge {
             }
         }
         Ok(true)
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX)
     }
 
     async fn commit_if_due(&self) -> Result<()> {
@@ -517,7 +521,7 @@ impl Knowledge {
         let _w = self.vector_write.lock().await;
         let keys = self
             .meta
-            .put_chunks(&doc.id, &doc.org_id, &ids, model.as_deref().zip(embeddings.as_deref()))
+            .put_chunks(&doc.id, &doc.org_id, &ids, model.as_deref().zip(embeddings.as_deref()), now_ms() + self.lease_ms())
             .await
             .map_err(|e| e.to_string())?;
         let indexed: Vec<IndexedChunk> = ids

@@ -84,11 +84,7 @@ impl Knowledge {
 
         let vector_part = async {
             let Some(v) = &vectors else { return Ok(VectorPart::None) };
-            let embedding = match v.embedder.embed(&[query.to_owned()]).await {
-                Ok(mut e) if e.len() == 1 => e.remove(0),
-                Ok(_) => return Err("the embedding model returned no vector for the query".to_owned()),
-                Err(reason) => return Err(reason),
-            };
+            let embedding = v.embedder.embed_query(query).await?;
             if let Some(hit) = self.cache.get_similar(&key, &embedding) {
                 return Ok(VectorPart::Cached(hit));
             }

@@ -117,6 +117,12 @@ fn document(r: &SqliteRow) -> Document {
 /// statement per chunk cost a round trip to sqlx's connection thread each.
 const CHUNK_ROWS_PER_INSERT: usize = 64;
 
+/// Uploads waiting for [`MetaStore::insert_document`]'s next transaction, with where to answer.
+type PendingInsert = (Document, tokio::sync::oneshot::Sender<Result<()>>);
+
+/// Documents per insert transaction (16 values each, far below SQLite's 32,766 variables).
+const DOCUMENTS_PER_INSERT: usize = 64;
+
 #[derive(Clone)]
 pub struct MetaStore {
     /// Reads; in WAL mode they run beside the write in progress.
@@ -126,6 +132,53 @@ pub struct MetaStore {
     /// millisecond or more per retry. Other processes on the same file still meet the busy
     /// timeout.
     writer: SqlitePool,
+    /// To the task that inserts uploaded documents, those that arrive together in one
+    /// transaction: a folder upload sends several files at once, and a commit each wrote the same
+    /// table and index pages to the WAL again and again.
+    inserts: tokio::sync::mpsc::UnboundedSender<PendingInsert>,
+}
+
+/// Inserts what `insert_document` queued: everything waiting, up to [`DOCUMENTS_PER_INSERT`], in
+/// one transaction. If that fails, each document is tried on its own, so one bad row fails only
+/// its own upload. Ends when every `MetaStore` clone is gone.
+async fn insert_queued(writer: SqlitePool, mut queue: tokio::sync::mpsc::UnboundedReceiver<PendingInsert>) {
+    let mut batch = Vec::with_capacity(DOCUMENTS_PER_INSERT);
+    while queue.recv_many(&mut batch, DOCUMENTS_PER_INSERT).await > 0 {
+        let documents: Vec<&Document> = batch.iter().map(|(d, _)| d).collect();
+        if insert_documents(&writer, &documents).await.is_ok() {
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Ok(())); // the uploader may have gone: nothing to tell
+            }
+            continue;
+        }
+        for (document, reply) in batch.drain(..) {
+            let _ = reply.send(insert_documents(&writer, &[&document]).await);
+        }
+    }
+}
+
+async fn insert_documents(writer: &SqlitePool, documents: &[&Document]) -> Result<()> {
+    let mut insert = sqlx::QueryBuilder::new(format!("INSERT INTO documents ({DOC_COLUMNS}) "));
+    insert.push_values(documents, |mut row, d| {
+        row.push_bind(&d.id)
+            .push_bind(&d.org_id)
+            .push_bind(&d.folder)
+            .push_bind(&d.name)
+            .push_bind(&d.media_type)
+            .push_bind(d.size)
+            .push_bind(&d.sha256)
+            .push_bind(&d.title)
+            .push_bind(&d.status)
+            .push_bind(&d.error)
+            .push_bind(d.chunk_count)
+            .push_bind(d.attempts)
+            .push_bind(&d.uploaded_by)
+            .push_bind(d.created_at)
+            .push_bind(d.updated_at)
+            .push_bind(d.indexed_at);
+    });
+    insert.build().execute(writer).await.map_err(db)?;
+    Ok(())
 }
 
 impl MetaStore {
@@ -141,31 +194,18 @@ impl MetaStore {
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(opening)?;
         sqlx::migrate!("./migrations").run(&writer).await.map_err(|e| Error::Io(format!("{}: migration failed: {e}", path.display())))?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(opening)?;
-        Ok(MetaStore { pool, writer })
+        let (inserts, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(insert_queued(writer.clone(), queue));
+        Ok(MetaStore { pool, writer, inserts })
     }
 
+    /// Inserts a newly uploaded document, in one transaction with any others arriving at the
+    /// same time; returns once it is committed.
     pub async fn insert_document(&self, d: &Document) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO documents ({DOC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"))
-            .bind(&d.id)
-            .bind(&d.org_id)
-            .bind(&d.folder)
-            .bind(&d.name)
-            .bind(&d.media_type)
-            .bind(d.size)
-            .bind(&d.sha256)
-            .bind(&d.title)
-            .bind(&d.status)
-            .bind(&d.error)
-            .bind(d.chunk_count)
-            .bind(d.attempts)
-            .bind(&d.uploaded_by)
-            .bind(d.created_at)
-            .bind(d.updated_at)
-            .bind(d.indexed_at)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        Ok(())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || Error::Io("the knowledge store is shutting down".into());
+        self.inserts.send((d.clone(), reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     pub async fn document(&self, id: &str) -> Result<Option<Document>> {
@@ -227,9 +267,10 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Replaces a document's chunks in one transaction, each with its embedding when given
-    /// (`model`, one vector per chunk). Returns the chunks' new vector keys, in order.
-    pub async fn put_chunks(&self, document_id: &str, org_id: &str, chunks: &[(String, crate::chunk::Chunk)], embeddings: Option<(&str, &[Vec<f32>])>) -> Result<Vec<u64>> {
+    /// Replaces a document's chunks, each with its embedding when given (`model`, one vector per
+    /// chunk), and stages the running document with its lease renewed to `lease_until`, all in one
+    /// transaction (a write less per document). Returns the chunks' new vector keys, in order.
+    pub async fn put_chunks(&self, document_id: &str, org_id: &str, chunks: &[(String, crate::chunk::Chunk)], embeddings: Option<(&str, &[Vec<f32>])>, lease_until: i64) -> Result<Vec<u64>> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM chunks WHERE document_id = ?").bind(document_id).execute(&mut *tx).await.map_err(db)?;
         let n = i64::try_from(chunks.len()).unwrap_or(i64::MAX);
@@ -256,6 +297,10 @@ impl MetaStore {
             });
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
+        // Staged: indexed and waiting for the next commit, still `running` but no longer counted
+        // against its organisation's concurrency cap; if the commit never comes (the process
+        // died), the lease runs out and the document is indexed again.
+        sqlx::query("UPDATE documents SET staged = 1, lease_until = ? WHERE id = ? AND status = 'running'").bind(lease_until).bind(document_id).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(vkeys.into_iter().map(|k| u64::try_from(k).unwrap_or(0)).collect())
     }
@@ -470,14 +515,6 @@ impl MetaStore {
     pub async fn status_counts(&self, org_id: &str) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM documents WHERE org_id = ? GROUP BY status").bind(org_id).fetch_all(&self.pool).await.map_err(db)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// An indexed document waits for the next commit (`staged`): still `running`, but no longer
-    /// counted against its organisation's concurrency cap; if the commit never comes (the
-    /// process died) its lease runs out and it is indexed again.
-    pub async fn stage(&self, id: &str, lease_until: i64) -> Result<()> {
-        sqlx::query("UPDATE documents SET staged = 1, lease_until = ? WHERE id = ? AND status = 'running'").bind(lease_until).bind(id).execute(&self.writer).await.map_err(db)?;
-        Ok(())
     }
 }
 

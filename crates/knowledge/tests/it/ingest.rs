@@ -148,3 +148,34 @@ async fn documents_whose_index_commit_fails_are_failed_with_the_reason_not_left_
     assert!(k.requeue(&d.id).await.unwrap());
     assert_eq!(k.meta.document(&d.id).await.unwrap().unwrap().status, "queued");
 }
+
+/// Uploads arriving together share one insert transaction; a row the database refuses fails its
+/// own upload only, and every other document of the group is queued and indexed.
+#[tokio::test]
+async fn uploads_arriving_together_are_all_kept_and_one_bad_row_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = open(dir.path()).await;
+    let first = k.add("org1", "/", "first.md", "text/markdown", body("# First\n\nThe first document."), "u1").await.unwrap();
+    // Forty more rows for the same original (content-addressed: stored once), and among them
+    // the first document's id again, which the database refuses (primary key). On this
+    // single-threaded runtime all of them are queued before the inserting task runs, so they
+    // meet in one transaction.
+    let rows: Vec<_> = (0..41)
+        .map(|i| {
+            let mut d = first.clone();
+            if i != 20 {
+                d.id = uuid::Uuid::now_v7().to_string();
+                d.name = format!("copy-{i}.md");
+            }
+            d
+        })
+        .collect();
+    let results = futures_util::future::join_all(rows.iter().map(|d| k.meta.insert_document(d))).await;
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.is_ok(), i != 20, "row {i}: {r:?}");
+    }
+    drain(&k).await;
+    let documents = k.meta.documents("org1", "/", 100).await.unwrap();
+    assert_eq!(documents.len(), 41);
+    assert!(documents.iter().all(|d| d.status == "completed"), "{documents:?}");
+}
