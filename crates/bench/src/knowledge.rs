@@ -729,6 +729,10 @@ impl Embedder for BenchEmbedder {
         Ok(out)
     }
 
+    fn is_local(&self) -> bool {
+        self.real.is_some()
+    }
+
     /// Search's path: the local model's quantised question encoder, timed like `embed`.
     async fn embed_query(&self, query: &str) -> std::result::Result<Vec<f32>, String> {
         let Some(model) = &self.real else {

@@ -27,6 +27,11 @@ pub trait Embedder: Send + Sync {
     /// The vector of a search question. A model may answer it faster than [`Self::embed`] (the
     /// local model uses its quantised copy), as long as the vector searches the ones `embed`
     /// stored.
+    /// Whether embedding runs on this machine's cores (and so competes with the rest of a
+    /// search for them) rather than waiting on a remote service.
+    fn is_local(&self) -> bool {
+        false
+    }
     async fn embed_query(&self, query: &str) -> Result<Vec<f32>, String> {
         match self.embed(&[query.to_owned()]).await?.pop() {
             Some(vector) => Ok(vector),
@@ -77,6 +82,10 @@ impl Embedder for LocalEmbedder {
             out.extend(vectors);
         }
         Ok(out)
+    }
+
+    fn is_local(&self) -> bool {
+        true
     }
 
     async fn embed_query(&self, query: &str) -> Result<Vec<f32>, String> {

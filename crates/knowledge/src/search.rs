@@ -82,9 +82,20 @@ impl Knowledge {
         }
         let n = if mode == SearchMode::Hybrid { (k * CANDIDATE_FACTOR).clamp(MIN_CANDIDATES, MAX_CANDIDATES).max(k) } else { k };
 
+        // A local model embeds the question on every core it can: BM25 beside it only fought it
+        // for them (hybrid 16 ms p50 on two cores, against 10 ms one after the other), so the
+        // question is embedded first and the two rankers then run side by side. A remote model is
+        // waited for, and BM25 runs meanwhile.
+        let embedded_first = match &vectors {
+            Some(v) if v.embedder.is_local() => Some(v.embedder.embed_query(query).await),
+            _ => None,
+        };
         let vector_part = async {
             let Some(v) = &vectors else { return Ok(VectorPart::None) };
-            let embedding = v.embedder.embed_query(query).await?;
+            let embedding = match embedded_first {
+                Some(embedded) => embedded?,
+                None => v.embedder.embed_query(query).await?,
+            };
             if let Some(hit) = self.cache.get_similar(&key, &embedding) {
                 return Ok(VectorPart::Cached(hit));
             }
@@ -95,8 +106,8 @@ impl Knowledge {
         let bm25_part = async {
             if mode == SearchMode::Vector { Ok(Vec::new()) } else { self.bm25.search(org_id, scope, query, n) }
         };
-        // The vector half first: it embeds on a blocking thread, so the BM25 query (synchronous)
-        // runs meanwhile.
+        // The vector half first: it embeds or searches on a blocking thread, so the BM25 query
+        // (synchronous) runs meanwhile.
         let (vector_part, bm25_hits): (std::result::Result<VectorPart, String>, Result<Vec<Hit>>) = tokio::join!(vector_part, bm25_part);
         let bm25_hits = bm25_hits?;
         let (embedding, vector_hits) = match vector_part {

@@ -120,6 +120,13 @@ const CHUNK_ROWS_PER_INSERT: usize = 64;
 /// Uploads waiting for [`MetaStore::insert_document`]'s next transaction, with where to answer.
 type PendingInsert = (Document, tokio::sync::oneshot::Sender<Result<()>>);
 
+/// `+embedding_model`: without the `+` SQLite preferred the index on the model, which every
+/// embedded chunk shares, and read all of them for each document ingested.
+const EMBEDDINGS_BY_HASH: &str = "SELECT content_hash, embedding FROM chunks WHERE +embedding_model = ? AND embedding IS NOT NULL AND content_hash IN ({})";
+
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: u32 = 64 * 1024;
+
 /// Documents per insert transaction (16 values each, far below SQLite's 32,766 variables).
 const DOCUMENTS_PER_INSERT: usize = 64;
 
@@ -191,7 +198,10 @@ impl MetaStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let opening = |e: sqlx::Error| Error::Io(format!("{}: {e}", path.display()));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(opening)?;
+        // The writer touches every index of both tables; SQLite's default cache of 2 MiB made it
+        // re-read their pages from the OS for each document.
+        let writer_options = options.clone().pragma("cache_size", format!("-{}", WRITER_CACHE_KIB));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(writer_options).await.map_err(opening)?;
         sqlx::migrate!("./migrations").run(&writer).await.map_err(|e| Error::Io(format!("{}: migration failed: {e}", path.display())))?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(opening)?;
         let (inserts, queue) = tokio::sync::mpsc::unbounded_channel();
@@ -424,8 +434,7 @@ impl MetaStore {
 
     /// Stored embeddings of `model` for these content hashes (identical text, so reusable).
     pub async fn embeddings_by_hash(&self, hashes: &[String], model: &str) -> Result<HashMap<String, Vec<f32>>> {
-        let select = "SELECT content_hash, embedding FROM chunks WHERE embedding_model = ? AND embedding IS NOT NULL AND content_hash IN ({})";
-        let rows = self.select_in(select, Some(model), hashes, |r| (r.get::<String, _>(0), from_blob(&r.get::<Vec<u8>, _>(1)))).await?;
+        let rows = self.select_in(EMBEDDINGS_BY_HASH, Some(model), hashes, |r| (r.get::<String, _>(0), from_blob(&r.get::<Vec<u8>, _>(1)))).await?;
         Ok(rows.into_iter().collect())
     }
 
@@ -541,5 +550,30 @@ impl MetaStore {
                 text: r.get("text"),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Reusing vectors by content hash must go through the hash index: the model's index would
+    /// read every chunk embedded by that model, for each document ingested.
+    #[tokio::test]
+    async fn vectors_are_found_by_hash_through_the_hash_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(&dir.path().join("knowledge.db")).await.unwrap();
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", EMBEDDINGS_BY_HASH.replace("{}", "?, ?")))
+            .bind("local:model")
+            .bind("a")
+            .bind("b")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect();
+        assert!(plan.iter().any(|step| step.contains("USING INDEX chunks_by_hash")), "{plan:?}");
     }
 }
