@@ -1012,6 +1012,16 @@ impl Bench {
         }
         let bm25_build_s = built_now.then(|| build_started.elapsed().as_secs_f64());
 
+        // What `tale serve`'s idle workers do once uploads stop: a BM25 index left in many
+        // segments is merged into one.
+        let segments_before = k.bm25.segment_count();
+        let started = Instant::now();
+        let merged = k.merge_if_fragmented().await?;
+        let merge = json!({"segments_before": segments_before, "segments": k.bm25.segment_count(), "merged": merged, "seconds": r3(started.elapsed().as_secs_f64())});
+        if !quiet {
+            eprintln!("  BM25 index: {segments_before} segments{}", if merged { format!(", merged into {} as idle workers do, in {:.0} s", k.bm25.segment_count(), started.elapsed().as_secs_f64()) } else { String::new() });
+        }
+
         // Synthetic vectors into knowledge.db, as a model's would be stored.
         if m.vectors.is_none() {
             let clusters = (usize::try_from(m.chunks()).unwrap_or(0) / PER_CLUSTER).max(1);
@@ -1279,6 +1289,7 @@ impl Bench {
             "query_window": {"wall_s": r3(window.wall), "bench_cores": r3(window.cores(window.server)), "other_cores": r3(window.cores(window.others))},
             "disk": sizes.json(),
             "memory": mem.json(),
+            "bm25_merge": merge,
             "vector_index_s": r3(vectors_s),
             "vector_index_from": if snapshot { "snapshot" } else { "knowledge.db" },
             "vector_index_rss_mib": r3(mem_vectors.rss - mem_before.rss),

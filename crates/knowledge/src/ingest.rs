@@ -101,6 +101,8 @@ pub struct Knowledge {
     /// The highest key the background embedding has dealt with in this pass.
     reembed_cursor: AtomicU64,
     reembed_busy: tokio::sync::Mutex<Option<Instant>>,
+    /// An idle worker is merging the BM25 index.
+    merging: AtomicBool,
     last_save: Mutex<Instant>,
     pub cache: SearchCache,
     /// What each document being indexed is doing, for the knowledge page.
@@ -173,6 +175,7 @@ impl Knowledge {
             reembed_done: AtomicBool::new(false),
             reembed_cursor: AtomicU64::new(0),
             reembed_busy: tokio::sync::Mutex::new(None),
+            merging: AtomicBool::new(false),
             last_save: Mutex::new(Instant::now()),
             cache: SearchCache::default(),
             progress: Mutex::new(HashMap::new()),
@@ -613,7 +616,7 @@ impl Knowledge {
 
     /// What an idle worker does: embed chunks that lack vectors, else save snapshots that are
     /// due. True when it did some embedding (so the worker looks again at once).
-    async fn idle_work(&self) -> bool {
+    async fn idle_work(self: &Arc<Self>) -> bool {
         match self.reembed_step().await {
             Ok(n) if n > 0 => return true,
             Ok(_) => {}
@@ -623,7 +626,29 @@ impl Knowledge {
         if due && let Err(e) = self.save_vectors().await {
             tracing::warn!(error = %e, "saving the vector index failed");
         }
+        if let Err(e) = self.merge_if_fragmented().await {
+            tracing::warn!(error = %e, "merging the search index failed; it stays searchable as it is");
+        }
         false
+    }
+
+    /// Merges the BM25 index into one segment when it holds more than
+    /// [`crate::bm25::IDLE_MERGE_ABOVE`]: idle workers do, once uploads stop. One merge at a
+    /// time; true when this call merged.
+    pub async fn merge_if_fragmented(self: &Arc<Self>) -> Result<bool> {
+        if !self.writable || self.bm25.segment_count() <= crate::bm25::IDLE_MERGE_ABOVE || self.merging.swap(true, Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let segments = self.bm25.segment_count();
+        let k = self.clone();
+        let merged = tokio::task::spawn_blocking(move || k.bm25.merge_all()).await;
+        self.merging.store(false, Ordering::SeqCst);
+        let merged = merged.map_err(|e| Error::Index(format!("merging the search index crashed: {e}")))??;
+        if merged {
+            tracing::info!(segments, seconds = started.elapsed().as_secs_f64(), "search index merged into one segment");
+        }
+        Ok(merged)
     }
 
     /// Runs `workers` ingestion loops until `stop`: each takes the next document, or waits for
