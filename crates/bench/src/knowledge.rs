@@ -1016,7 +1016,13 @@ impl Bench {
         // segments is merged into one.
         let segments_before = k.bm25.segment_count();
         let started = Instant::now();
-        let merged = k.merge_if_fragmented().await?;
+        let mut merged = k.merge_if_fragmented().await?;
+        // Right after a build, the workers wait for the uploads to have stopped a while: poll as
+        // an idle worker does.
+        while !merged && k.bm25.segment_count() > tale_knowledge::bm25::IDLE_MERGE_ABOVE && started.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            merged = k.merge_if_fragmented().await?;
+        }
         let merge = json!({"segments_before": segments_before, "segments": k.bm25.segment_count(), "merged": merged, "seconds": r3(started.elapsed().as_secs_f64())});
         if !quiet {
             eprintln!("  BM25 index: {segments_before} segments{}", if merged { format!(", merged into {} as idle workers do, in {:.0} s", k.bm25.segment_count(), started.elapsed().as_secs_f64()) } else { String::new() });

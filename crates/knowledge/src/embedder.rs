@@ -24,14 +24,14 @@ pub trait Embedder: Send + Sync {
     fn dimensions(&self) -> usize;
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
-    /// The vector of a search question. A model may answer it faster than [`Self::embed`] (the
-    /// local model uses its quantised copy), as long as the vector searches the ones `embed`
-    /// stored.
     /// Whether embedding runs on this machine's cores (and so competes with the rest of a
     /// search for them) rather than waiting on a remote service.
     fn is_local(&self) -> bool {
         false
     }
+    /// The vector of a search question. A model may answer it faster than [`Self::embed`] (the
+    /// local model uses its quantised copy), as long as the vector searches the ones `embed`
+    /// stored.
     async fn embed_query(&self, query: &str) -> Result<Vec<f32>, String> {
         match self.embed(&[query.to_owned()]).await?.pop() {
             Some(vector) => Ok(vector),

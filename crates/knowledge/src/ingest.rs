@@ -74,6 +74,10 @@ pub struct Passage {
 const REEMBED_BATCH: u32 = 64;
 /// How often idle workers write changed vector snapshots.
 const SAVE_EVERY: Duration = Duration::from_secs(30);
+/// Idle workers merge a fragmented BM25 index once nothing has been committed for this long.
+const MERGE_WHEN_QUIET_FOR: Duration = Duration::from_secs(30);
+/// A merge that failed is tried again after this long.
+const MERGE_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// After a failed background embedding step, wait this long before the next.
 const REEMBED_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -103,6 +107,9 @@ pub struct Knowledge {
     reembed_busy: tokio::sync::Mutex<Option<Instant>>,
     /// An idle worker is merging the BM25 index.
     merging: AtomicBool,
+    /// When the last BM25 commit and the last merge attempt happened.
+    last_commit: Mutex<Option<Instant>>,
+    last_merge: Mutex<Option<Instant>>,
     last_save: Mutex<Instant>,
     pub cache: SearchCache,
     /// What each document being indexed is doing, for the knowledge page.
@@ -176,6 +183,8 @@ impl Knowledge {
             reembed_cursor: AtomicU64::new(0),
             reembed_busy: tokio::sync::Mutex::new(None),
             merging: AtomicBool::new(false),
+            last_commit: Mutex::new(None),
+            last_merge: Mutex::new(None),
             last_save: Mutex::new(Instant::now()),
             cache: SearchCache::default(),
             progress: Mutex::new(HashMap::new()),
@@ -452,6 +461,7 @@ impl Knowledge {
             return Ok(false);
         }
         let batch = std::mem::take(&mut *staged);
+        *lock(&self.last_commit) = Some(Instant::now());
         if let Err(e) = self.bm25.commit() {
             let message = format!("the search index could not be written ({e}); retry once the cause is fixed");
             tracing::warn!(error = %e, documents = batch.documents.len(), "the search index commit failed; the batch's documents are marked failed");
@@ -615,8 +625,9 @@ impl Knowledge {
     }
 
     /// What an idle worker does: embed chunks that lack vectors, else save snapshots that are
-    /// due. True when it did some embedding (so the worker looks again at once).
-    async fn idle_work(self: &Arc<Self>) -> bool {
+    /// due and merge a fragmented BM25 index (given up when `stop` comes: shutdown must not wait
+    /// for it). True when it did some embedding (so the worker looks again at once).
+    async fn idle_work(self: &Arc<Self>, stop: &CancellationToken) -> bool {
         match self.reembed_step().await {
             Ok(n) if n > 0 => return true,
             Ok(_) => {}
@@ -626,24 +637,34 @@ impl Knowledge {
         if due && let Err(e) = self.save_vectors().await {
             tracing::warn!(error = %e, "saving the vector index failed");
         }
-        if let Err(e) = self.merge_if_fragmented().await {
-            tracing::warn!(error = %e, "merging the search index failed; it stays searchable as it is");
+        let merged = tokio::select! {
+            _ = stop.cancelled() => Ok(false),
+            merged = self.merge_if_fragmented() => merged,
+        };
+        if let Err(e) = merged {
+            tracing::warn!(error = %e, "merging the search index failed; it stays searchable as it is, and the merge is tried again later");
         }
         false
     }
 
     /// Merges the BM25 index into one segment when it holds more than
-    /// [`crate::bm25::IDLE_MERGE_ABOVE`]: idle workers do, once uploads stop. One merge at a
-    /// time; true when this call merged.
+    /// [`crate::bm25::IDLE_MERGE_ABOVE`] and uploads have stopped (no commit for
+    /// [`MERGE_WHEN_QUIET_FOR`]). One merge at a time, and a failed one (tantivy's own merge
+    /// policy may have taken some of the segments) is tried again only after
+    /// [`MERGE_RETRY_AFTER`]. True when this call merged.
     pub async fn merge_if_fragmented(self: &Arc<Self>) -> Result<bool> {
-        if !self.writable || self.bm25.segment_count() <= crate::bm25::IDLE_MERGE_ABOVE || self.merging.swap(true, Ordering::SeqCst) {
+        let quiet = lock(&self.last_commit).is_none_or(|t| t.elapsed() >= MERGE_WHEN_QUIET_FOR);
+        let retry_due = lock(&self.last_merge).is_none_or(|t| t.elapsed() >= MERGE_RETRY_AFTER);
+        if !self.writable || !quiet || !retry_due || self.bm25.segment_count() <= crate::bm25::IDLE_MERGE_ABOVE || self.merging.swap(true, Ordering::SeqCst) {
             return Ok(false);
         }
+        // Cleared however this ends, a dropped future (shutdown) included.
+        let _merging = ClearOnDrop(&self.merging);
+        *lock(&self.last_merge) = Some(Instant::now());
         let started = Instant::now();
         let segments = self.bm25.segment_count();
         let k = self.clone();
         let merged = tokio::task::spawn_blocking(move || k.bm25.merge_all()).await;
-        self.merging.store(false, Ordering::SeqCst);
         let merged = merged.map_err(|e| Error::Index(format!("merging the search index crashed: {e}")))??;
         if merged {
             tracing::info!(segments, seconds = started.elapsed().as_secs_f64(), "search index merged into one segment");
@@ -667,7 +688,7 @@ impl Knowledge {
                             false
                         }
                     };
-                    if worked || k.idle_work().await {
+                    if worked || k.idle_work(&stop).await {
                         continue;
                     }
                     tokio::select! {
@@ -720,4 +741,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn clean_folder(folder: &str) -> String {
     let parts: Vec<&str> = folder.split('/').map(str::trim).filter(|p| !p.is_empty() && *p != "." && *p != "..").collect();
     format!("/{}", parts.join("/"))
+}
+
+/// Clears a flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }

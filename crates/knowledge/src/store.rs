@@ -152,19 +152,31 @@ async fn insert_queued(writer: SqlitePool, mut queue: tokio::sync::mpsc::Unbound
     let mut batch = Vec::with_capacity(DOCUMENTS_PER_INSERT);
     while queue.recv_many(&mut batch, DOCUMENTS_PER_INSERT).await > 0 {
         let documents: Vec<&Document> = batch.iter().map(|(d, _)| d).collect();
-        if insert_documents(&writer, &documents).await.is_ok() {
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Ok(())); // the uploader may have gone: nothing to tell
+        match insert_documents(&writer, &documents).await {
+            Ok(()) => {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Ok(())); // the uploader may have gone: nothing to tell
+                }
             }
-            continue;
-        }
-        for (document, reply) in batch.drain(..) {
-            let _ = reply.send(insert_documents(&writer, &[&document]).await);
+            // A row the database refuses: find it by trying each on its own.
+            Err(sqlx::Error::Database(e)) if e.kind() != sqlx::error::ErrorKind::Other => {
+                for (document, reply) in batch.drain(..) {
+                    let _ = reply.send(insert_documents(&writer, &[&document]).await.map_err(db));
+                }
+            }
+            // The database itself failed (busy past its timeout, disk full): one by one would
+            // only meet the same failure once per row.
+            Err(e) => {
+                let message = e.to_string();
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(Error::Io(message.clone())));
+                }
+            }
         }
     }
 }
 
-async fn insert_documents(writer: &SqlitePool, documents: &[&Document]) -> Result<()> {
+async fn insert_documents(writer: &SqlitePool, documents: &[&Document]) -> std::result::Result<(), sqlx::Error> {
     let mut insert = sqlx::QueryBuilder::new(format!("INSERT INTO documents ({DOC_COLUMNS}) "));
     insert.push_values(documents, |mut row, d| {
         row.push_bind(&d.id)
@@ -184,7 +196,7 @@ async fn insert_documents(writer: &SqlitePool, documents: &[&Document]) -> Resul
             .push_bind(d.updated_at)
             .push_bind(d.indexed_at);
     });
-    insert.build().execute(writer).await.map_err(db)?;
+    insert.build().execute(writer).await?;
     Ok(())
 }
 
@@ -338,7 +350,7 @@ impl MetaStore {
     }
 
     pub async fn fail(&self, id: &str, error: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE documents SET status = 'failed', error = ?, lease_until = NULL, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE documents SET status = 'failed', staged = 0, error = ?, lease_until = NULL, updated_at = ? WHERE id = ?")
             .bind(error)
             .bind(now)
             .bind(id)

@@ -179,3 +179,22 @@ async fn uploads_arriving_together_are_all_kept_and_one_bad_row_fails_alone() {
     assert_eq!(documents.len(), 41);
     assert!(documents.iter().all(|d| d.status == "completed"), "{documents:?}");
 }
+
+/// Idle workers merge a fragmented index only once uploads have stopped for a while, and only in
+/// the process that writes the index.
+#[tokio::test]
+async fn the_index_is_not_merged_while_uploads_go_on_nor_by_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = open(dir.path()).await;
+    for i in 0..12 {
+        k.add("org1", "/", &format!("n{i}.md"), "text/markdown", body(&format!("# Note {i}\n\nThe harbour note number {i}.")), "u1").await.unwrap();
+        drain(&k).await; // a commit, and so a segment, each
+    }
+    let segments = k.bm25.segment_count();
+    assert!(!k.merge_if_fragmented().await.unwrap(), "the last commit was just now: not merged");
+    let objects = tale_objects::ObjectStore::open(dir.path().join("objects")).unwrap();
+    let reader = Knowledge::open(KnowledgeConfig::new(dir.path().join("knowledge")), objects, false).await.unwrap();
+    assert!(!reader.merge_if_fragmented().await.unwrap(), "a read-only process never merges");
+    assert!(k.bm25.segment_count() <= segments);
+    assert_eq!(k.search("org1", &Scope::default(), "harbour note", 20).await.unwrap().len(), 12);
+}
