@@ -1013,7 +1013,7 @@ impl Bench {
         let bm25_build_s = built_now.then(|| build_started.elapsed().as_secs_f64());
 
         // What `tale serve`'s idle workers do once uploads stop: a BM25 index left in many
-        // segments is merged into one.
+        // segments is merged.
         let segments_before = k.bm25.segment_count();
         let started = Instant::now();
         let mut merged = k.merge_if_fragmented().await?;

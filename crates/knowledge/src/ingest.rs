@@ -647,7 +647,7 @@ impl Knowledge {
         false
     }
 
-    /// Merges the BM25 index into one segment when it holds more than
+    /// Merges the BM25 index's segments (see [`crate::bm25::Bm25::merge_segments`]) when it holds more than
     /// [`crate::bm25::IDLE_MERGE_ABOVE`] and uploads have stopped (no commit for
     /// [`MERGE_WHEN_QUIET_FOR`]). One merge at a time, and a failed one (tantivy's own merge
     /// policy may have taken some of the segments) is tried again only after
@@ -664,10 +664,10 @@ impl Knowledge {
         let started = Instant::now();
         let segments = self.bm25.segment_count();
         let k = self.clone();
-        let merged = tokio::task::spawn_blocking(move || k.bm25.merge_all()).await;
+        let merged = tokio::task::spawn_blocking(move || k.bm25.merge_segments()).await;
         let merged = merged.map_err(|e| Error::Index(format!("merging the search index crashed: {e}")))??;
         if merged {
-            tracing::info!(segments, seconds = started.elapsed().as_secs_f64(), "search index merged into one segment");
+            tracing::info!(segments, now = self.bm25.segment_count(), seconds = started.elapsed().as_secs_f64(), "search index segments merged");
         }
         Ok(merged)
     }
