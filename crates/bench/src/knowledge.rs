@@ -725,7 +725,7 @@ impl Embedder for BenchEmbedder {
                 .map(|t| self.synthetic.query(t.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))))
                 .collect(),
         };
-        self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(started.elapsed().as_secs_f64() * 1000.0);
+        self.timed(started);
         Ok(out)
     }
 
@@ -740,12 +740,16 @@ impl Embedder for BenchEmbedder {
         };
         let started = Instant::now();
         let out = model.embed_query(query).await?;
-        self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(started.elapsed().as_secs_f64() * 1000.0);
+        self.timed(started);
         Ok(out)
     }
 }
 
 impl BenchEmbedder {
+    fn timed(&self, started: Instant) {
+        self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
     fn take(&self) -> Vec<f64> {
         std::mem::take(&mut *self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }

@@ -42,7 +42,9 @@ struct Linear8 {
 /// all there is, and padding would only add work.
 fn padded_width(width: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni") {
+    if std::arch::is_x86_feature_detected!("avx512vnni")
+        || std::arch::is_x86_feature_detected!("avxvnni")
+    {
         return width.next_multiple_of(256);
     }
     width

@@ -76,7 +76,7 @@ const REEMBED_BATCH: u32 = 64;
 const SAVE_EVERY: Duration = Duration::from_secs(30);
 /// Idle workers merge a fragmented BM25 index once nothing has been committed for this long.
 const MERGE_WHEN_QUIET_FOR: Duration = Duration::from_secs(30);
-/// A merge that failed is tried again after this long.
+/// Merge attempts are at least this far apart.
 const MERGE_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// After a failed background embedding step, wait this long before the next.
 const REEMBED_BACKOFF: Duration = Duration::from_secs(30);
@@ -105,8 +105,6 @@ pub struct Knowledge {
     /// The highest key the background embedding has dealt with in this pass.
     reembed_cursor: AtomicU64,
     reembed_busy: tokio::sync::Mutex<Option<Instant>>,
-    /// An idle worker is merging the BM25 index.
-    merging: AtomicBool,
     /// When the last BM25 commit and the last merge attempt happened.
     last_commit: Mutex<Option<Instant>>,
     last_merge: Mutex<Option<Instant>>,
@@ -182,7 +180,6 @@ impl Knowledge {
             reembed_done: AtomicBool::new(false),
             reembed_cursor: AtomicU64::new(0),
             reembed_busy: tokio::sync::Mutex::new(None),
-            merging: AtomicBool::new(false),
             last_commit: Mutex::new(None),
             last_merge: Mutex::new(None),
             last_save: Mutex::new(Instant::now()),
@@ -649,18 +646,21 @@ impl Knowledge {
 
     /// Merges the BM25 index's segments (see [`crate::bm25::Bm25::merge_segments`]) when it holds more than
     /// [`crate::bm25::IDLE_MERGE_ABOVE`] and uploads have stopped (no commit for
-    /// [`MERGE_WHEN_QUIET_FOR`]). One merge at a time, and a failed one (tantivy's own merge
-    /// policy may have taken some of the segments) is tried again only after
-    /// [`MERGE_RETRY_AFTER`]. True when this call merged.
+    /// [`MERGE_WHEN_QUIET_FOR`]). At most one attempt per [`MERGE_RETRY_AFTER`] (a merge takes
+    /// seconds), so one at a time, and a failed one (tantivy's own merge policy may have taken
+    /// some of the segments) is not retried at once. True when this call merged.
     pub async fn merge_if_fragmented(self: &Arc<Self>) -> Result<bool> {
         let quiet = lock(&self.last_commit).is_none_or(|t| t.elapsed() >= MERGE_WHEN_QUIET_FOR);
-        let retry_due = lock(&self.last_merge).is_none_or(|t| t.elapsed() >= MERGE_RETRY_AFTER);
-        if !self.writable || !quiet || !retry_due || self.bm25.segment_count() <= crate::bm25::IDLE_MERGE_ABOVE || self.merging.swap(true, Ordering::SeqCst) {
+        if !self.writable || !quiet || self.bm25.segment_count() <= crate::bm25::IDLE_MERGE_ABOVE {
             return Ok(false);
         }
-        // Cleared however this ends, a dropped future (shutdown) included.
-        let _merging = ClearOnDrop(&self.merging);
-        *lock(&self.last_merge) = Some(Instant::now());
+        {
+            let mut last = lock(&self.last_merge);
+            if last.is_some_and(|t| t.elapsed() < MERGE_RETRY_AFTER) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
         let started = Instant::now();
         let segments = self.bm25.segment_count();
         let k = self.clone();
@@ -741,13 +741,4 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn clean_folder(folder: &str) -> String {
     let parts: Vec<&str> = folder.split('/').map(str::trim).filter(|p| !p.is_empty() && *p != "." && *p != "..").collect();
     format!("/{}", parts.join("/"))
-}
-
-/// Clears a flag when dropped.
-struct ClearOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for ClearOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
 }
